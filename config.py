@@ -1,0 +1,237 @@
+"""The one configuration of the project: every setting of training and evaluation.
+
+Names follow the authors' `Configuration` (../shared/spec/PIPELINE.md §1) so that their recipes
+read the same here. Edit the defaults below, or override any key from the command line:
+
+    python train.py --exp_name NAME --preset stage1 --opts TRAIN_LR 0.01 DATASETS "['davis2017']"
+
+Paths marked "derived" follow DIR_ROOT / DIR_DATA / EXP_NAME unless set explicitly.
+Constructing a Config has no side effects: it needs no CUDA and creates no folders.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+from typing import Any, Callable
+
+import torch
+
+# Keys whose default is computed from other keys; an explicit value (edit or --opts) wins.
+_DERIVED: dict[str, Callable[["Config"], Any]] = {
+    "DIR_DATA": lambda c: os.path.join(c.DIR_ROOT, "data"),
+    "DIR_DAVIS": lambda c: os.path.join(c.DIR_DATA, "DAVIS"),
+    "DIR_YTB": lambda c: os.path.join(c.DIR_DATA, "YTB", "train"),
+    "DIR_YTB_EVAL": lambda c: os.path.join(c.DIR_DATA, "YTB", "valid"),
+    "DIR_YTO_EVAL": lambda c: os.path.join(c.DIR_DATA, "YTO"),
+    "DIR_VISAL_EVAL": lambda c: os.path.join(c.DIR_DATA, "ViSal"),
+    "DIR_FBMS_EVAL": lambda c: os.path.join(c.DIR_DATA, "FBMS"),
+    "DIR_RESULT": lambda c: os.path.join(c.DIR_ROOT, "log", c.EXP_NAME),
+    "DIR_CKPT": lambda c: os.path.join(c.DIR_RESULT, "ckpt"),
+    "DIR_LOG": lambda c: os.path.join(c.DIR_RESULT, "log"),
+    "DIR_TB_LOG": lambda c: os.path.join(c.DIR_RESULT, "log", "tensorboard"),
+    "DIR_EVALUATION": lambda c: os.path.join(c.DIR_RESULT, "eval"),
+    "DEVICE": lambda c: "cuda" if torch.cuda.is_available() else "cpu",
+}
+
+# Named groups of overrides, applied before --opts (`--preset NAME`).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Stage 1 of the authors' recipe: DAVIS-2017 train, from the pretrained DeepLab.
+    "stage1": {
+        "EXP_NAME": "lsta_stage1",
+        "DATASETS": ["davis2017"],
+        "TRAIN_TOTAL_STEPS": 50000,
+    },
+    # Stage 2: YouTube-VOS + DAVIS, initialised from stage 1's final weights, fresh optimiser.
+    "stage2": {
+        "EXP_NAME": "lsta_stage2",
+        "DATASETS": ["youtubevos", "davis2017"],
+        "TRAIN_TOTAL_STEPS": 25000,
+        "PRETRAIN_MODEL": "./log/lsta_stage1/ckpt/save_step_50000.pth",
+    },
+    # A few CPU minutes on the toy data (tools/make_toy_data.py): small backbone, trained whole.
+    "toy": {
+        "EXP_NAME": "toy",
+        "DIR_DATA": "./data/toy",
+        "DATASETS": ["davis2017", "youtubevos"],
+        "MODEL_BACKBONE": "resnet18",
+        "MODEL_TRAIN_ENCODER": True,
+        "MODEL_DISTILLATION": False,
+        "PRETRAIN": False,
+        "DATA_RANDOMCROP": (113, 113),
+        "DATA_SHORT_EDGE_LEN": 120,
+        "DATA_CURR_SEQ_LEN": 3,
+        "DATA_DAVIS_REPEAT": 4,
+        "DATA_WORKERS": 2,
+        "TRAIN_TOTAL_STEPS": 300,
+        "TRAIN_WARM_UP_STEPS": 20,
+        "TRAIN_LR": 0.02,
+        "TRAIN_BATCH_SIZE": 4,
+        "TRAIN_SAVE_STEP": 100,
+        "TRAIN_LOG_STEP": 20,
+        "MODEL_MAX_MEM": 5,
+        "TEST_CKPT_PATH": "./log/toy/ckpt/save_step_300.pth",
+    },
+}
+
+
+class Config:
+    """Every setting of the project; `Config()` gives the authors' defaults (released weights)."""
+
+    def __init__(self) -> None:
+        # ---- experiment and folders ----
+        self.EXP_NAME = "lsta_r101"           # run name: results under log/EXP_NAME
+        self.DIR_ROOT = "./"                  # project root; derived paths hang below it
+        self.DEVICE_ID = 0                    # GPU index for single-process runs
+
+        # ---- model ----
+        self.MODEL_BACKBONE = "resnet101"     # resnet101 (released weights) | resnet50 | resnet18 | resnet34
+        self.MODEL_OUTPUT_STRIDE = 16
+        self.MODEL_ASPP_OUTDIM = 256
+        self.MODEL_SHORTCUT_DIM = 48
+        self.MODEL_SEMANTIC_EMBEDDING_DIM = 128  # refine head width
+        self.MODEL_FREEZE_BN = True           # frozen BatchNorm in the encoder
+        self.MODEL_MAX_MEM = 11               # inference window: query + MODEL_MAX_MEM-1 memory frames
+        self.MODEL_TRAIN_ENCODER = False      # True: the encoder is optimised too (toy preset)
+        self.MODEL_DISTILLATION = True        # distil from the STM teacher
+        self.MODEL_DISTILLATION_PRETRAINED_TEACHER = "./pretrained/STM_weights.pth"
+        self.MODEL_DISTILLATION_LOSS_WEIGHT = 0.1   # frame loss = (1-w)*OHEM + w*KD
+        self.MODEL_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: [0,1] RGB, binary mask, eval mode
+        self.PRETRAIN = True                  # initialise the encoder from PRETRAIN_MODEL
+        self.PRETRAIN_MODEL = "./pretrained/resnet101-deeplabv3p.pth.tar"
+
+        # ---- training data ----
+        self.DATASETS = ["youtubevos", "davis2017"]
+        self.DATA_WORKERS = 4                 # loader workers per process
+        self.DATA_RANDOMCROP = (465, 465)     # training crop (h, w)
+        self.DATA_RANDOMFLIP = 0.5
+        self.DATA_MAX_CROP_STEPS = 5
+        self.DATA_MIN_SCALE_FACTOR = 0.7
+        self.DATA_MAX_SCALE_FACTOR = 1.3
+        self.DATA_SHORT_EDGE_LEN = 480
+        self.DATA_RANDOM_REVERSE_SEQ = True
+        self.DATA_DAVIS_REPEAT = 30
+        self.DATA_CURR_SEQ_LEN = 5            # current frames per sample (+ reference + previous)
+        self.DATA_RANDOM_GAP_DAVIS = 3
+        self.DATA_RANDOM_GAP_YTB = 3
+        self.DATA_SINGLE = False              # YouTube-VOS: single-object videos only
+        self.DATA_SKIP_BAD_SAMPLES = False    # True: warn and skip unreadable samples
+        self.TRAIN_DATASET_FULL_RESOLUTION = True  # DAVIS: Full-Resolution frames when present
+
+        # ---- optimisation ----
+        self.TRAIN_TOTAL_STEPS = 50000        # steps 0..TOTAL inclusive, as the authors run them
+        self.TRAIN_START_STEP = 0
+        self.TRAIN_LR = 6e-3
+        self.TRAIN_MOMENTUM = 0.9
+        self.TRAIN_COSINE_DECAY = False
+        self.TRAIN_WARM_UP_STEPS = 1000
+        self.TRAIN_WEIGHT_DECAY = 1.5e-4
+        self.TRAIN_POWER = 0.9
+        self.TRAIN_MIN_LR = 1e-5
+        self.TRAIN_GPUS = 0                   # processes train.sh starts per node (0: all visible GPUs)
+        self.TRAIN_BATCH_SIZE = 2             # global batch, split over ranks
+        self.TRAIN_MAX_BATCH_PER_PASS = 0     # >0: gradient accumulation in passes of this size
+        self.TRAIN_CLIP_GRAD_NORM = 5.0
+        self.TRAIN_LOSS_LAST_FRAME_ONLY = False   # True: the authors' loss (last current frame only)
+        self.TRAIN_AUTHORS_ENCODER_GRAD = False   # True: backprop through the frozen encoder, as the authors
+        self.TRAIN_AMP = "off"                # off | bf16 | fp16 (CUDA only)
+        self.TRAIN_CHANNELS_LAST = False
+        self.TRAIN_SEED = 0
+        self.TRAIN_MAX_NONFINITE = 10         # consecutive non-finite losses before stopping
+
+        # ---- logging and checkpoints ----
+        self.TRAIN_LOG_STEP = 20
+        self.TRAIN_TBLOG = False
+        self.TRAIN_TBLOG_STEP = 20
+        self.TRAIN_SAVE_STEP = 1000
+        self.TRAIN_MAX_KEEP_CKPT = 100
+        self.TRAIN_AUTO_RESUME = True
+
+        # ---- evaluation ----
+        self.TEST_DATASET = "davis2016"
+        self.TEST_DATASET_SPLIT = ["val"]
+        self.TEST_DATASET_FULL_RESOLUTION = False
+        self.TEST_CKPT_PATH = "./best_LSTA.pth"
+        self.TEST_MAX_SIZE = 1040             # long-edge cap at test time (800 * 1.3)
+        self.TEST_FLIP = False
+        self.TEST_MULTISCALE = [1]
+        self.TEST_ENCODE_BATCH = 4            # frames encoded per encoder call
+        self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when `name` is not set on the instance: derived keys are computed here.
+        if name in _DERIVED:
+            return _DERIVED[name](self)
+        raise AttributeError(f"Config has no key {name!r}{_suggest(name, self.keys())}")
+
+    def keys(self) -> list[str]:
+        """All setting names, explicit and derived."""
+        return sorted(set(k for k in vars(self) if k.isupper()) | set(_DERIVED))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved settings as a JSON-friendly dict."""
+        return {k: _jsonable(getattr(self, k)) for k in self.keys()}
+
+    def set(self, key: str, value: Any) -> None:
+        """Set one key, converting `value` to the default's type where that is lossless."""
+        if key not in self.keys():
+            raise KeyError(f"unknown config key {key!r}{_suggest(key, self.keys())}")
+        current = getattr(self, key)
+        setattr(self, key, _convert(key, value, current))
+
+    def apply_preset(self, name: str) -> None:
+        """Apply a named group of settings from PRESETS."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        for key, value in PRESETS[name].items():
+            self.set(key, value)
+
+    def apply_opts(self, opts: list[str]) -> None:
+        """Apply `KEY VALUE [KEY VALUE ...]` pairs from the command line."""
+        if len(opts) % 2:
+            raise ValueError(f"--opts takes KEY VALUE pairs; got an odd number of items: {opts}")
+        for key, text in zip(opts[0::2], opts[1::2]):
+            self.set(key, parse_value(text))
+
+    def __repr__(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as a Python literal (`3`, `1e-3`, `(465,465)`, `False`), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _convert(key: str, value: Any, current: Any) -> Any:
+    """`value` in the type of `current`, where the conversion loses nothing; else an error."""
+    if current is None or value is None or type(value) is type(current):
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(current)(value)
+    elif isinstance(current, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. a path or name that parses as a number
+    raise TypeError(f"config key {key} expects {type(current).__name__} (default {current!r}); "
+                    f"got {type(value).__name__} {value!r}")
+
+
+def _suggest(name: str, keys: list[str]) -> str:
+    close = difflib.get_close_matches(name, keys, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
