@@ -1,0 +1,30 @@
+"""STA: windowed attention from 8×8 patches of the query to the same patches of one frame."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class STA(nn.Module):
+    """Patches (8×8, stride 4) attend within themselves; outputs are folded back by summation.
+
+    Overlapping patch outputs add up (interior pixels carry 4 contributions) and pixels no patch
+    covers stay 0: the released weights were trained with exactly this fold.
+    """
+
+    def __init__(self, dim: int = 16, patch: int = 8, stride: int = 4) -> None:
+        super().__init__()
+        self.patch, self.stride = patch, stride
+        # Present in the authors' state_dict but unused in their forward: kept for strict loading.
+        self.proj_prev = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """query, key (B,d,h,w) → (B,d,h,w); values are the keys."""
+        b, d, h, w = query.shape
+        area = self.patch * self.patch
+        q = F.unfold(query, self.patch, stride=self.stride).view(b, d, area, -1).permute(0, 3, 2, 1)
+        k = F.unfold(key, self.patch, stride=self.stride).view(b, d, area, -1).permute(0, 3, 2, 1)
+        out = F.scaled_dot_product_attention(q, k, k)  # softmax(q kᵀ / sqrt(d)) k, per patch
+        out = out.permute(0, 3, 2, 1).reshape(b, d * area, -1)
+        return F.fold(out, (h, w), self.patch, stride=self.stride)

@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torchvision.models import resnet101
+from torchvision.models.segmentation import deeplabv3_resnet101
+
+from config import Config
+from networks.deeplab import DeepLab
+from networks.lsta import LSTA
+from networks.stm import STM
+from utils.checkpoint import (CheckpointError, load_lsta_weights, load_pretrained, load_stm_teacher,
+                              save_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def r101_model():
+    return LSTA(Config())
+
+
+def _assert_loaded(model, file_state, mapping):
+    ours = model.state_dict()
+    for src, dst in mapping.items():
+        assert torch.equal(ours[dst], file_state[src]), dst
+
+
+def test_cfbi_deeplab_file(tmp_path, r101_model):
+    torch.manual_seed(1)
+    deeplab = DeepLab("resnet101", freeze_bn=False)  # CFBI's file: plain BN with counters
+    state = deeplab.state_dict()
+    state["decoder.last_conv.8.weight"] = torch.randn(21, 256, 1, 1)
+    state["decoder.last_conv.8.bias"] = torch.randn(21)
+    torch.save({"state_dict": state, "epoch": 50}, tmp_path / "resnet101-deeplabv3p.pth.tar")
+    report = load_pretrained(r101_model, str(tmp_path / "resnet101-deeplabv3p.pth.tar"))
+    encoder_keys = [k for k in r101_model.state_dict() if k.startswith("feature_extractor.")]
+    assert len(report.loaded) == len(encoder_keys) and not report.missing and not report.mismatched
+    assert "decoder.last_conv.8.weight" in report.skipped
+    _assert_loaded(r101_model, state, {k[len("feature_extractor."):]: k for k in encoder_keys})
+
+
+def test_torchvision_deeplabv3_backbone_only(tmp_path, r101_model):
+    torch.manual_seed(2)
+    state = deeplabv3_resnet101(weights=None, weights_backbone=None, aux_loss=True).state_dict()
+    torch.save(state, tmp_path / "deeplabv3.pth")
+    report = load_pretrained(r101_model, str(tmp_path / "deeplabv3.pth"))
+    assert any(s.startswith("classifier.") for s in report.skipped)
+    assert any(s.startswith("aux_classifier.") for s in report.skipped)
+    assert not report.missing and not report.mismatched
+    _assert_loaded(r101_model, state, {"backbone.layer4.2.conv2.weight": "feature_extractor.backbone.layer4.2.conv2.weight",
+                                       "backbone.bn1.running_var": "feature_extractor.backbone.bn1.running_var"})
+
+
+def test_torchvision_imagenet_resnet101(tmp_path, r101_model):
+    torch.manual_seed(3)
+    state = resnet101(weights=None).state_dict()
+    torch.save(state, tmp_path / "resnet101.pth")
+    report = load_pretrained(r101_model, str(tmp_path / "resnet101.pth"))
+    assert "fc.weight" in report.skipped and not report.missing
+    _assert_loaded(r101_model, state, {"layer3.22.conv3.weight": "feature_extractor.backbone.layer3.22.conv3.weight"})
+
+
+def test_lsta_checkpoint_with_module_prefix(tmp_path):
+    cfg = Config()
+    cfg.set("MODEL_BACKBONE", "resnet18")
+    torch.manual_seed(4)
+    source = LSTA(cfg)
+    state = {"module." + k: v for k, v in source.state_dict().items()}
+    torch.save({"state_dict": state, "optimizer": {}}, tmp_path / "ckpt.pth")
+    torch.manual_seed(5)
+    target = LSTA(cfg)
+    report = load_lsta_weights(target, str(tmp_path / "ckpt.pth"))
+    assert not report.missing and not report.unexpected
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+
+def test_stm_official_weights(tmp_path):
+    torch.manual_seed(6)
+    state = {"module." + k: v for k, v in STM().state_dict().items()}
+    torch.save(state, tmp_path / "STM_weights.pth")
+    teacher = STM()
+    report = load_stm_teacher(teacher, str(tmp_path / "STM_weights.pth"))
+    assert len(report.loaded) == 558
+    assert torch.equal(teacher.Decoder.pred2.weight, state["module.Decoder.pred2.weight"])
+
+
+def test_clear_errors(tmp_path):
+    cfg = Config()
+    cfg.set("MODEL_BACKBONE", "resnet18")
+    model = LSTA(cfg)
+    with pytest.raises(CheckpointError, match="not found: .*nothing.pth"):
+        load_lsta_weights(model, str(tmp_path / "nothing.pth"))
+    save_checkpoint({"state_dict": model.state_dict()}, str(tmp_path / "good.pth"))
+    data = (tmp_path / "good.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable or truncated"):
+        load_lsta_weights(model, str(tmp_path / "cut.pth"))
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_lsta_weights(model, str(tmp_path / "list.pth"))
+    torch.save({"state_dict": {"foo.weight": torch.zeros(3)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="matches too little"):
+        load_lsta_weights(model, str(tmp_path / "other.pth"))
+    with pytest.raises(CheckpointError, match="no known format"):
+        load_pretrained(model, str(tmp_path / "other.pth"))

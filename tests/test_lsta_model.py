@@ -1,0 +1,127 @@
+import torch
+import torch.nn.functional as F
+
+from config import Config
+from networks.lsta import LSTA
+from networks.sta import STA
+from tests.conftest import shared_path
+
+
+def small_cfg(**overrides) -> Config:
+    cfg = Config()
+    cfg.set("MODEL_BACKBONE", "resnet18")
+    for key, value in overrides.items():
+        cfg.set(key, value)
+    return cfg
+
+
+def _listing(path):
+    rows = [line.split() for line in open(path) if line.strip() and not line.startswith("#")]
+    return [(name, shape) for name, shape, *_ in rows]
+
+
+def test_state_dict_equals_the_authors_listing():
+    model = LSTA(Config())
+    ours = [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
+    assert ours == _listing(shared_path("spec", "lsta_state_dict.txt"))
+    assert all(v.dtype == torch.float32 for k, v in model.state_dict().items() if "num_batches" not in k)
+    assert not model.LTM.w.requires_grad
+
+
+def test_golden_head_logits():
+    golden = torch.load(shared_path("fixtures", "lsta_head_golden.pt"))
+    model = LSTA(small_cfg()).eval()
+    result = model.load_state_dict(golden["head_state_dict"], strict=False)
+    assert result.unexpected_keys == []
+    assert all(k.startswith("feature_extractor.") for k in result.missing_keys)
+    feats = golden["feats"]
+    with torch.no_grad():
+        caches = model.cache_frames(torch.cat(feats)).split()
+        for i, expected in enumerate(golden["logits"]):
+            others = feats[:i] + feats[i + 1:]
+            direct = model.segment(feats[i], others[:-1], others[-1])
+            cached_others = caches[:i] + caches[i + 1:]
+            cached = model.segment_cached(caches[i], cached_others[:-1], cached_others[-1])
+            scale = expected.abs().max()
+            assert (direct - expected).abs().max() / scale <= 1e-4, i
+            assert (cached - expected).abs().max() / scale <= 1e-4, i
+
+
+def test_sta_folds_by_summation_and_leaves_uncovered_pixels_zero():
+    torch.manual_seed(0)
+    sta = STA(16)
+    q, k = torch.randn(1, 16, 25, 41), torch.randn(1, 16, 25, 41)
+    out = sta(q, k)
+    # 25 = 8 + 4*4 + 1 and 41 = 8 + 4*8 + 1: the last row and column belong to no patch.
+    assert out[..., -1, :].abs().max() == 0 and out[..., :, -1].abs().max() == 0
+    # Reference: per-patch attention summed back by hand.
+    expected = torch.zeros_like(q)
+    for y in range(0, 25 - 8 + 1, 4):
+        for x in range(0, 41 - 8 + 1, 4):
+            qp = q[0, :, y:y + 8, x:x + 8].reshape(16, 64).T
+            kp = k[0, :, y:y + 8, x:x + 8].reshape(16, 64).T
+            att = F.softmax(qp @ kp.T / 4, dim=-1) @ kp
+            expected[0, :, y:y + 8, x:x + 8] += att.T.reshape(16, 8, 8)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ltm_equals_direct_linear_attention():
+    torch.manual_seed(0)
+    model = LSTA(small_cfg())
+    q = torch.randn(2, 16, 6, 7)
+    keys = [torch.randn(2, 16, 6, 7) for _ in range(3)]
+    out = model.LTM(q, keys)
+    # Direct (non-cached) form over the concatenated memory.
+    w = model.LTM.w
+    phi = lambda x: torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True) / 2) / 8 ** 0.5  # noqa: E731
+    qf = q.flatten(2).transpose(1, 2)
+    kf = torch.cat([k.flatten(2).transpose(1, 2) for k in keys], dim=1)
+    qp, kp = phi(qf), phi(kf)
+    y = (qp @ (kp.transpose(1, 2) @ kf)) / (qp @ kp.sum(1, keepdim=True).transpose(1, 2) + 1e-8)
+    ref = F.layer_norm(torch.cat([y.transpose(1, 2).reshape(2, 16, 6, 7), q], 1), (6, 7))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_shapes_and_training_forward_with_small_backbone():
+    torch.manual_seed(0)
+    model = LSTA(small_cfg(MODEL_TRAIN_ENCODER=True))
+    feats = model.encode(torch.randn(2, 3, 65, 97))
+    assert feats.shape == (2, 256, 17, 25)
+    images = [torch.randn(2, 3, 65, 97) for _ in range(5)]
+    outputs = model(images[0], images[1], images[2:])
+    assert len(outputs) == 3 and all(o.shape == (2, 2, 65, 97) for o in outputs)
+    sum(o.mean() for o in outputs).backward()
+    assert model.feature_extractor.backbone.conv1.weight.grad is not None
+    assert model.refine[1].num_batches_tracked.item() == 3  # one BN pass per current frame
+
+
+def test_frozen_encoder_gets_no_gradient():
+    model = LSTA(small_cfg())
+    images = [torch.randn(1, 3, 65, 65) for _ in range(3)]
+    model(images[0], images[1], images[2:])[0].sum().backward()
+    assert model.feature_extractor.backbone.conv1.weight.grad is None
+    assert model.pred.weight.grad is not None
+
+
+def test_training_forward_equals_segment_with_sliding_memory():
+    torch.manual_seed(0)
+    model = LSTA(small_cfg()).eval()
+    images = [torch.randn(1, 3, 49, 49) for _ in range(4)]
+    with torch.no_grad():
+        outputs = model(images[0], images[1], images[2:])
+        feats = [model.encode(im) for im in images]
+        for i, out in enumerate(outputs):
+            logits = model.segment(feats[i + 2], [feats[i], feats[i + 1]], feats[i + 1])
+            up = F.interpolate(logits, size=(49, 49), mode="bilinear", align_corners=True)
+            torch.testing.assert_close(out, up)
+
+
+def test_resnet101_shapes_at_davis_eval_size():
+    torch.manual_seed(0)
+    model = LSTA(Config()).eval()
+    with torch.inference_mode():
+        features = model.encode(torch.randn(1, 3, 481, 849))
+        assert features.shape == (1, 256, 121, 213)
+        memory = [features + 0.1 * i for i in range(10)]
+        logits = model.segment(features, memory[:-1], memory[-1])
+    assert logits.shape == (1, 2, 121, 213) and torch.isfinite(logits).all()
