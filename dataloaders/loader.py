@@ -1,0 +1,29 @@
+"""DataLoader construction for training: seeded sampler, workers, pinned memory on CUDA."""
+from __future__ import annotations
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from config import Config
+from dataloaders.sampler import EpochSampler
+
+
+def _worker_init(_: int) -> None:
+    # One thread per worker: the workers already run in parallel.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int = 0,
+                       world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
+    """A loader of `batch_size` samples per step for this rank, and its sampler (set_position to resume)."""
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, seed=cfg.TRAIN_SEED)
+    if len(sampler) < batch_size:
+        raise ValueError(f"training set has {len(dataset)} samples, fewer than {batch_size * world_size} "
+                         f"(one global batch); raise DATA_DAVIS_REPEAT or lower TRAIN_BATCH_SIZE")
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.DATA_WORKERS,
+                        pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
+                        worker_init_fn=_worker_init, persistent_workers=False,
+                        prefetch_factor=2 if cfg.DATA_WORKERS > 0 else None)
+    return loader, sampler

@@ -1,0 +1,227 @@
+"""Training sets: DAVIS-2017 train and YouTube-VOS-2019 train, sampled as the authors sample them.
+
+One sample = reference frame, previous frame and DATA_CURR_SEQ_LEN current frames of one video
+(PIPELINE.md §2). Every random draw of a sample comes from a RandomState seeded by
+(TRAIN_SEED, epoch, index): the same seed, epoch and index give the same sample in any worker,
+on any rank, after any resume.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from config import Config
+from dataloaders.transforms import augment
+from utils.image_io import read_image, read_mask
+
+SAMPLE_TRIES = 5
+REFERENCE_TRIES = 5
+REFERENCE_MIN_PIXELS = 200
+
+
+@dataclass
+class Video:
+    """A training video: its name and the sampleable (annotated) frames, in order."""
+    name: str
+    images: list[str]
+    masks: list[str]
+
+
+def reflect(index: int, length: int) -> int:
+    """Reflect an index into [0, length-1]: i < 0 → −i, i ≥ n → 2(n−1) − i, repeatedly."""
+    if length == 1:
+        return 0
+    while index < 0 or index >= length:
+        index = -index if index < 0 else 2 * (length - 1) - index
+    return index
+
+
+def sample_frame_indices(rng: np.random.RandomState, length: int, num_current: int,
+                         max_gap: int) -> tuple[int, list[int]]:
+    """(previous index, current indices): random gaps in 1..max_gap, reflected at the ends."""
+    gaps = rng.randint(1, max_gap + 1, size=num_current)
+    span = int(gaps.sum())
+    prev = int(rng.randint(0, length - span)) if length - span > 1 else 0
+    currents = [reflect(prev + int(g), length) for g in np.cumsum(gaps)]
+    return prev, currents
+
+
+class VideoTrainDataset(Dataset):
+    """Samples of the authors' form from a list of videos; `__getitem__` takes index or (index, epoch)."""
+
+    def __init__(self, videos: list[Video], cfg: Config, max_gap: int, repeat: int = 1, name: str = "") -> None:
+        if not videos:
+            raise ValueError(f"{name or 'training set'}: no usable videos")
+        self.videos, self.max_gap, self.repeat, self.name = videos, max_gap, repeat, name
+        self.seed = cfg.TRAIN_SEED
+        self.num_current = cfg.DATA_CURR_SEQ_LEN
+        self.reverse = cfg.DATA_RANDOM_REVERSE_SEQ
+        self.skip_bad = cfg.DATA_SKIP_BAD_SAMPLES
+        self.augment_args = dict(crop=tuple(cfg.DATA_RANDOMCROP), flip=cfg.DATA_RANDOMFLIP,
+                                 min_scale=cfg.DATA_MIN_SCALE_FACTOR, max_scale=cfg.DATA_MAX_SCALE_FACTOR,
+                                 short_edge=cfg.DATA_SHORT_EDGE_LEN, crop_tries=cfg.DATA_MAX_CROP_STEPS,
+                                 scale_reference=1)
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.repeat
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        skipped = 0
+        while True:
+            try:
+                sample = self.make_sample(index, np.random.RandomState([self.seed, epoch, index, skipped]))
+                sample["meta"]["skipped_bad"] = skipped
+                return sample
+            except (OSError, ValueError) as err:
+                if not self.skip_bad or skipped >= 100:
+                    raise
+                warnings.warn(f"skipping bad training sample ({err})")
+                skipped += 1
+                index = (index + 1) % len(self)
+
+    def make_sample(self, index: int, rng: np.random.RandomState) -> dict:
+        """One sample of video `index % len(videos)`, all draws from `rng`."""
+        video = self.videos[index % len(self.videos)]
+        order = list(range(len(video.images)))
+        if self.reverse and rng.rand() < 0.5:
+            order.reverse()
+        n = len(order)
+        masks_read: dict[int, np.ndarray] = {}
+
+        def mask(i: int) -> np.ndarray:
+            if i not in masks_read:
+                masks_read[i] = read_mask(video.masks[order[i]])
+            return masks_read[i]
+
+        for _ in range(SAMPLE_TRIES):
+            prev, currents = sample_frame_indices(rng, n, self.num_current, self.max_gap)
+            for _ in range(REFERENCE_TRIES):
+                ref = int(rng.randint(0, n))
+                if np.count_nonzero(mask(ref)) > REFERENCE_MIN_PIXELS:
+                    break
+            ref_ids = set(np.unique(mask(ref)).tolist())
+            if all(set(np.unique(mask(i)).tolist()) <= ref_ids for i in [prev] + currents):
+                break
+        picks = [ref, prev] + currents
+        images = [read_image(video.images[order[i]]) for i in picks]
+        masks = [mask(i) for i in picks]
+        for i, image, m in zip(picks, images, masks):
+            if image.shape[:2] != m.shape:
+                raise ValueError(f"mask {video.masks[order[i]]} is {m.shape[1]}x{m.shape[0]} but its frame "
+                                 f"{video.images[order[i]]} is {image.shape[1]}x{image.shape[0]}")
+        image_t, ids_t, num_objects = augment(images, masks, rng, **self.augment_args)
+        labels = [(m >= 1).to(torch.uint8) for m in ids_t]
+        return {
+            "ref_img": image_t[0], "prev_img": image_t[1], "curr_img": image_t[2:],
+            "ref_label": labels[0], "prev_label": labels[1], "curr_label": labels[2:],
+            "ref_ids": ids_t[0], "prev_ids": ids_t[1], "curr_ids": ids_t[2:],
+            "meta": {"video": video.name, "obj_num": num_objects,
+                     "frames": [os.path.basename(video.images[order[i]]) for i in picks]},
+        }
+
+
+def _require_dir(path: str, what: str, hint: str) -> None:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} not found: {path} ({hint})")
+
+
+def davis2017_videos(root: str, split: str = "train", full_resolution: bool = True) -> list[Video]:
+    """DAVIS-2017 videos of `ImageSets/2017/<split>.txt`, every frame annotated."""
+    _require_dir(root, "DAVIS-2017 root (DIR_DAVIS)",
+                 "expected JPEGImages/480p, Annotations/480p, ImageSets/2017; see data/README.md")
+    split_file = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
+    if not os.path.isfile(split_file):
+        raise FileNotFoundError(f"DAVIS-2017 split file not found: {split_file} (one sequence name per line)")
+    res = "480p"
+    if full_resolution and all(os.path.isdir(os.path.join(root, d, "Full-Resolution"))
+                               for d in ("JPEGImages", "Annotations")):
+        res = "Full-Resolution"
+    videos = []
+    for seq in open(split_file).read().split():
+        images = sorted(glob.glob(os.path.join(root, "JPEGImages", res, seq, "*.jpg")))
+        if not images:
+            raise FileNotFoundError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
+                                    f"{os.path.join(root, 'JPEGImages', res, seq)}")
+        masks = [os.path.join(root, "Annotations", res, seq, os.path.basename(p)[:-4] + ".png") for p in images]
+        missing = [m for m in masks if not os.path.isfile(m)]
+        if missing:
+            raise FileNotFoundError(f"DAVIS sequence {seq!r}: {len(missing)} frames without masks, "
+                                    f"first: {missing[0]}")
+        videos.append(Video(seq, images, masks))
+    return videos
+
+
+def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
+    """YouTube-VOS-2019 train videos from meta.json; only annotated frames (every 5th) are kept."""
+    _require_dir(root, "YouTube-VOS train root (DIR_YTB)",
+                 "expected JPEGImages/, Annotations/, meta.json; see data/README.md")
+    meta_path = os.path.join(root, "meta.json")
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)["videos"]
+        frame_lists = {}
+        for vid, info in sorted(meta.items()):
+            objects = [o["frames"] for o in info["objects"].values() if len(o["frames"]) >= 2]
+            if single_object and len(info["objects"]) != 1:
+                continue
+            frame_lists[vid] = sorted(set(f for frames in objects for f in frames))
+    else:
+        warnings.warn(f"{meta_path} not found: deriving the YouTube-VOS video list from "
+                      f"{os.path.join(root, 'Annotations')} (DATA_SINGLE ignored)")
+        _require_dir(os.path.join(root, "Annotations"), "YouTube-VOS Annotations folder", "and no meta.json")
+        frame_lists = {vid: sorted(p[:-4] for p in os.listdir(os.path.join(root, "Annotations", vid))
+                                   if p.endswith(".png"))
+                       for vid in sorted(os.listdir(os.path.join(root, "Annotations")))}
+    videos = []
+    for vid, frames in frame_lists.items():
+        if len(frames) < 2:
+            continue
+        images = [os.path.join(root, "JPEGImages", vid, f + ".jpg") for f in frames]
+        masks = [os.path.join(root, "Annotations", vid, f + ".png") for f in frames]
+        if not os.path.isfile(images[0]):
+            raise FileNotFoundError(f"YouTube-VOS video {vid!r} has no frame {images[0]}")
+        missing = [m for m in masks if not os.path.isfile(m)]
+        if missing:
+            raise FileNotFoundError(f"YouTube-VOS video {vid!r}: {len(missing)} annotated frames without "
+                                    f"masks, first: {missing[0]}")
+        videos.append(Video(vid, images, masks))
+    return videos
+
+
+def build_train_dataset(cfg: Config) -> Dataset:
+    """The concatenation of cfg.DATASETS ('davis2017', 'youtubevos')."""
+    parts = []
+    for name in cfg.DATASETS:
+        if name == "davis2017":
+            videos = davis2017_videos(cfg.DIR_DAVIS, "train", cfg.TRAIN_DATASET_FULL_RESOLUTION)
+            parts.append(VideoTrainDataset(videos, cfg, cfg.DATA_RANDOM_GAP_DAVIS, cfg.DATA_DAVIS_REPEAT, name))
+        elif name == "youtubevos":
+            videos = youtubevos_videos(cfg.DIR_YTB, cfg.DATA_SINGLE)
+            parts.append(VideoTrainDataset(videos, cfg, cfg.DATA_RANDOM_GAP_YTB, 1, name))
+        else:
+            raise ValueError(f"unknown training set {name!r} in DATASETS; use 'davis2017' and/or 'youtubevos'")
+    return parts[0] if len(parts) == 1 else ConcatVideoDatasets(parts)
+
+
+class ConcatVideoDatasets(Dataset):
+    """Several training sets one after another; keys are index or (index, epoch) as for each part."""
+
+    def __init__(self, parts: list[VideoTrainDataset]) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.parts[part][(index - int(self.offsets[part]), epoch)]

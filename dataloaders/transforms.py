@@ -1,0 +1,99 @@
+"""Frame preprocessing: the authors' training augmentation chain and the eval-time resize.
+
+Frames stay in OpenCV's BGR order throughout and are normalised with the ImageNet RGB mean/std
+applied to the B, G, R channels in that order: the released weights were trained on exactly this.
+All random draws of one sample come from one `np.random.RandomState`, the same for every frame.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+CROP_MIN_OBJECT_PIXELS = 100
+CROP_MAX_OBJECTS = 5
+
+
+def normalise(image: np.ndarray) -> torch.Tensor:
+    """(H,W,3) BGR uint8/float image in [0,255] → (3,H,W) float32, (x/255 − mean)/std per channel."""
+    x = (np.asarray(image, np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def eval_size(height: int, width: int, max_size: int = 1040) -> tuple[int, int]:
+    """The authors' test-time size: long edge capped at `max_size`, each side of the form 16k+1."""
+    if max(height, width) > max_size:
+        scale = max_size / max(height, width)
+        height, width = int(scale * height), int(scale * width)
+    fix = lambda n: n if (n - 1) % 16 == 0 else int(np.round((n - 1) / 16)) * 16 + 1  # noqa: E731
+    return fix(height), fix(width)
+
+
+def eval_preprocess(image: np.ndarray, max_size: int = 1040) -> torch.Tensor:
+    """A BGR frame → (3,H',W') normalised tensor at `eval_size` (cubic resize when the size changes)."""
+    h, w = eval_size(image.shape[0], image.shape[1], max_size)
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(np.asarray(image, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return normalise(image)
+
+
+def random_scale(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState,
+                 min_factor: float, max_factor: float, short_edge: int,
+                 reference_index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Resize all frames by U(min,max) · short_edge / (short edge of frame `reference_index`)."""
+    scale = rng.uniform(min_factor, max_factor) * short_edge / min(images[reference_index].shape[:2])
+    images = [cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for im in images]
+    masks = [cv2.resize(m, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for m in masks]
+    return images, masks
+
+
+def balanced_random_crop(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState,
+                         size: tuple[int, int], max_tries: int = 5
+                         ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Crop keeping a reference object (mask 0) in view; renumber its large objects 1..K in all masks.
+
+    Returns (images, masks, K). When no try shows an object of > 100 pixels, the last crop is kept
+    with every mask zeroed (K = 0), as the authors do.
+    """
+    h, w = masks[0].shape
+    crop_h, crop_w = min(size[0], h), min(size[1], w)
+    for _ in range(max_tries):
+        top = rng.randint(0, h - crop_h + 1)
+        left = rng.randint(0, w - crop_w + 1)
+        ref_crop = masks[0][top:top + crop_h, left:left + crop_w]
+        ids, counts = np.unique(ref_crop, return_counts=True)
+        kept = [int(i) for i, c in zip(ids, counts) if i != 0 and c > CROP_MIN_OBJECT_PIXELS]
+        if kept:
+            break
+    images = [im[top:top + crop_h, left:left + crop_w] for im in images]
+    masks = [m[top:top + crop_h, left:left + crop_w] for m in masks]
+    if len(kept) > CROP_MAX_OBJECTS:
+        kept = sorted(rng.choice(kept, CROP_MAX_OBJECTS, replace=False).tolist())
+    lookup = np.zeros(256, np.uint8)
+    for new_id, old_id in enumerate(kept, start=1):
+        lookup[old_id] = new_id
+    return images, [lookup[m] for m in masks], len(kept)
+
+
+def augment(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState, *,
+            crop: tuple[int, int], flip: float, min_scale: float, max_scale: float, short_edge: int,
+            crop_tries: int, scale_reference: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+    """The training chain on one sample (frame 0 = reference): scale, balanced crop, flip, resize, tensor.
+
+    Returns normalised image tensors (3,H,W), id-map tensors (1,H,W) uint8, and the object count K.
+    """
+    images, masks = random_scale(images, masks, rng, min_scale, max_scale, short_edge, scale_reference)
+    images, masks, num_objects = balanced_random_crop(images, masks, rng, crop, crop_tries)
+    if rng.rand() < flip:
+        images = [im[:, ::-1] for im in images]
+        masks = [m[:, ::-1] for m in masks]
+    if images[0].shape[:2] != tuple(crop):
+        images = [cv2.resize(np.ascontiguousarray(im), (crop[1], crop[0]), interpolation=cv2.INTER_CUBIC)
+                  for im in images]
+        masks = [cv2.resize(np.ascontiguousarray(m), (crop[1], crop[0]), interpolation=cv2.INTER_NEAREST)
+                 for m in masks]
+    image_tensors = [normalise(im) for im in images]
+    mask_tensors = [torch.from_numpy(np.ascontiguousarray(m))[None] for m in masks]
+    return image_tensors, mask_tensors, num_objects

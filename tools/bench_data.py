@@ -1,0 +1,52 @@
+"""Training-data throughput at the authors' settings (7 frames of 465×465 per sample) on toy data.
+
+    python tools/bench_data.py [--data data/toy] [--samples 64] [--workers 1 2]
+
+Toy data is generated into a temporary folder when --data does not exist.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from config import Config  # noqa: E402
+from dataloaders.loader import build_train_loader  # noqa: E402
+from dataloaders.train_datasets import build_train_dataset  # noqa: E402
+from tools.make_toy_data import make_toy_data  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/toy")
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    data = args.data
+    if not os.path.isdir(data):
+        data = tempfile.mkdtemp(prefix="toy_")
+        make_toy_data(data)
+    cfg = Config()  # the authors' sampling and augmentation: 465×465, 5 current frames
+    cfg.set("DIR_DATA", data)
+    cfg.set("DATA_DAVIS_REPEAT", 30)
+    dataset = build_train_dataset(cfg)
+    print(f"{len(dataset)} samples of {cfg.DATA_CURR_SEQ_LEN + 2} frames at {cfg.DATA_RANDOMCROP}, from {data}")
+    for workers in args.workers:
+        cfg.set("DATA_WORKERS", workers)
+        loader, sampler = build_train_loader(dataset, cfg, batch_size=1)
+        iterator = iter(loader)
+        next(iterator)  # start the workers before timing
+        start, count = time.perf_counter(), 0
+        for _ in iterator:
+            count += 1
+            if count == args.samples:
+                break
+        rate = count / (time.perf_counter() - start)
+        print(f"workers {workers}: {rate:.1f} samples/s ({rate / workers:.1f} per worker)")
+
+
+if __name__ == "__main__":
+    main()
