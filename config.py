@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "EXP_NAME": "lsta_stage2",
         "DATASETS": ["youtubevos", "davis2017"],
         "TRAIN_TOTAL_STEPS": 25000,
-        "PRETRAIN_MODEL": "./log/lsta_stage1/ckpt/save_step_50000.pth",
+        "PRETRAIN_MODEL": "./log/lsta_stage1/ckpt",  # its newest checkpoint
     },
     # A few CPU minutes on the toy data (tools/make_toy_data.py): small backbone, trained whole.
     "toy": {
@@ -57,13 +57,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "DATASETS": ["davis2017", "youtubevos"],
         "MODEL_BACKBONE": "resnet18",
         "MODEL_TRAIN_ENCODER": True,
+        "MODEL_FREEZE_BN": False,         # trained from scratch: BN statistics must be learnt
+        "MODEL_ASPP_OUTDIM": 64,          # narrow decoder and head: CPU minutes, not hours
+        "MODEL_SHORTCUT_DIM": 16,
+        "MODEL_SEMANTIC_EMBEDDING_DIM": 32,
         "MODEL_DISTILLATION": False,
         "PRETRAIN": False,
         "DATA_RANDOMCROP": (113, 113),
         "DATA_SHORT_EDGE_LEN": 120,
         "DATA_CURR_SEQ_LEN": 3,
         "DATA_DAVIS_REPEAT": 4,
-        "DATA_WORKERS": 2,
+        "DATA_WORKERS": 1,
         "TRAIN_TOTAL_STEPS": 300,
         "TRAIN_WARM_UP_STEPS": 20,
         "TRAIN_LR": 0.02,

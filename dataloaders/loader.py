@@ -1,6 +1,8 @@
 """DataLoader construction for training: seeded sampler, workers, pinned memory on CUDA."""
 from __future__ import annotations
 
+import signal
+
 import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,7 +12,8 @@ from dataloaders.sampler import EpochSampler
 
 
 def _worker_init(_: int) -> None:
-    # One thread per worker: the workers already run in parallel.
+    # Ctrl-C is the main process's to handle (it saves a checkpoint); one thread per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
@@ -25,5 +28,8 @@ def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.DATA_WORKERS,
                         pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
                         worker_init_fn=_worker_init, persistent_workers=False,
+                        # Its own generator: creating an iterator must not draw from the global RNG
+                        # (dropout's), or a resumed run would diverge from an uninterrupted one.
+                        generator=torch.Generator().manual_seed(cfg.TRAIN_SEED),
                         prefetch_factor=2 if cfg.DATA_WORKERS > 0 else None)
     return loader, sampler

@@ -49,6 +49,8 @@ class LSTA(nn.Module):
         self.projection_curr = nn.Conv2d(feat_ch, KEY_DIM, 1)
         self.projection_curr_patch = nn.Conv2d(feat_ch, KEY_DIM, 1)
         self.STA = STA(KEY_DIM)
+        # proj_prev is unused in the forward: no gradient ever reaches it (DDP needs to know).
+        self.STA.proj_prev.requires_grad_(False)
         self.LTM = LTM(KEY_DIM, RANDOM_FEATURES)
         # BatchNorm2d here becomes SyncBatchNorm under DDP (same state_dict names).
         self.refine = nn.Sequential(nn.Conv2d(3 * KEY_DIM, width, 3, padding=1), nn.BatchNorm2d(width),

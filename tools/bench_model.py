@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import Config  # noqa: E402
 from networks.lsta import LSTA  # noqa: E402
+from utils.timing import now, peak_memory_mb  # noqa: E402
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -26,21 +25,10 @@ def timed(fn, device: str, repeats: int) -> float:
     fn()
     times = []
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = now(device)
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(now(device) - start)
     return sorted(times)[len(times) // 2]
-
-
-def peak_memory_mb(device: str) -> float:
-    """Peak GPU memory allocated, or the process's peak resident memory on CPU."""
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -1,0 +1,72 @@
+"""Process-group helpers: one process needs no group; torchrun's env vars start NCCL (GPU) or gloo (CPU)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    """This process's place: rank, world size, local rank and torch device."""
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that logs and saves."""
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join torchrun's process group when WORLD_SIZE > 1; pick this rank's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    if use_cuda:
+        index = local_rank if world_size > 1 else (torch.device(device).index or 0)
+        torch.cuda.set_device(index)
+        torch_device = torch.device("cuda", index)
+    else:
+        torch_device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    return DistInfo(rank, world_size, local_rank, torch_device)
+
+
+def all_true(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` holds on every rank (a no-op for one process)."""
+    if info.world_size == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def any_true(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` holds on some rank."""
+    return not all_true(not flag, info)
+
+
+def ranks_in_sync(model: torch.nn.Module, info: DistInfo) -> bool:
+    """Whether every rank holds bitwise the same parameters (compares rank 0's copy on each rank)."""
+    if info.world_size == 1:
+        return True
+    same = True
+    for p in model.parameters():
+        reference = p.detach().clone()
+        dist.broadcast(reference, src=0)
+        same &= torch.equal(reference, p.detach())
+    return all_true(same, info)
+
+
+def cleanup() -> None:
+    """Leave the process group, if any."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
