@@ -26,8 +26,9 @@ def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """KLDivLoss(reduction='mean')(log_softmax(student), softmax(teacher)): the mean over every element."""
-    return F.kl_div(F.log_softmax(student_logits.float(), dim=1), F.softmax(teacher_logits.float(), dim=1),
-                    reduction="mean")
+    pointwise = F.kl_div(F.log_softmax(student_logits.float(), dim=1), F.softmax(teacher_logits.float(), dim=1),
+                         reduction="none")
+    return pointwise.mean()
 
 
 def batch_iou(logits: torch.Tensor, labels: torch.Tensor) -> float:
