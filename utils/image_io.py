@@ -1,7 +1,9 @@
 """The one image reader and mask writer of the project: clear errors that name the file."""
 from __future__ import annotations
 
+import glob
 import os
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -85,3 +87,56 @@ def _truncated_jpeg(path: str) -> bool:
         f.seek(max(0, size - 16))
         tail = f.read()
     return b"\xff\xd9" not in tail
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def iter_video_frames(path: str, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """BGR frames of a video file (anything OpenCV reads) or a folder of images (sorted by name).
+
+    With `max_side`, frames whose longer side exceeds it are shrunk (area interpolation).
+    """
+    if os.path.isdir(path):
+        files = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+        frames = (read_image(p) for p in files)
+    elif os.path.isfile(path):
+        frames = _video_file_frames(path)
+    else:
+        raise FileNotFoundError(f"video not found: {path} (give a video file or a folder of frames)")
+    for frame in frames:
+        if max_side and max(frame.shape[:2]) > max_side:
+            scale = max_side / max(frame.shape[:2])
+            size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        yield frame
+
+
+def _video_file_frames(path: str) -> Iterator[np.ndarray]:
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ValueError(f"OpenCV cannot open video {path}")
+    count = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield frame
+    finally:
+        capture.release()
+    if count == 0:
+        raise ValueError(f"no frames could be decoded from video {path}")
+
+
+def video_fps(path: str, default: float = 24.0) -> float:
+    """The frame rate of a video file, or `default` for folders and unknown rates."""
+    if not os.path.isfile(path):
+        return default
+    capture = cv2.VideoCapture(path)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return fps if fps and fps > 0 else default

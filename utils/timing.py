@@ -1,8 +1,10 @@
 """Timing and memory figures that are honest on GPU: synchronised clocks, peak allocation."""
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
+from typing import Iterator
 
 import torch
 
@@ -24,3 +26,18 @@ def peak_memory_mb(device: torch.device | str) -> float:
     if str(device).startswith("cuda"):
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class SectionTimer:
+    """Synchronised wall time per named section (`with timer.measure("encoder"): ...`)."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self.frames = 0  # frames processed, set by the caller
+
+    @contextlib.contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        start = now(self.device)
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + now(self.device) - start

@@ -1,0 +1,120 @@
+import csv
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from config import Config
+from networks.lsta import LSTA
+from tests.conftest import ROOT
+from utils.checkpoint import save_checkpoint
+from utils.image_io import read_image
+from utils.memory_window import predict_video
+
+TOY_ARCH = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
+
+
+def authors_schedule(model: LSTA, feats: list[torch.Tensor], size: int) -> dict[int, torch.Tensor]:
+    """PIPELINE.md §4 transcribed literally, with the uncached inference step."""
+    n = len(feats)
+
+    def step(window, i):
+        others = window[:i] + window[i + 1:] if i >= 0 else window[:-1]
+        return model.segment(window[i], others[:-1], others[-1])
+
+    if n < size:
+        window = feats + [feats[-1]] * (size - n)
+        return {t: step(window, t) for t in range(n)}
+    out = {t: step(feats[:size], t) for t in range(size)}
+    for t in range(size, n):
+        out[t] = step(feats[t - size + 1:t + 1], -1)
+    return out
+
+
+@pytest.mark.parametrize("frames,size,batch", [(9, 4, 1), (9, 4, 3), (3, 5, 2), (1, 3, 1), (4, 4, 4)])
+def test_window_schedule_equals_the_authors(frames, size, batch):
+    torch.manual_seed(frames + size)
+    cfg = Config()
+    cfg.set("MODEL_BACKBONE", "resnet18")
+    model = LSTA(cfg).eval()
+    images = torch.randn(frames, 3, 37, 45)
+    with torch.inference_mode():
+        feats = [model.encode(images[t:t + 1]) for t in range(frames)]
+        expected = authors_schedule(model, feats, size)
+        got = dict(predict_video(model, images.split(batch), size))
+    assert sorted(got) == list(range(frames))
+    for t in range(frames):
+        scale = expected[t].abs().max()
+        assert (got[t] - expected[t]).abs().max() / scale < 1e-4, t
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("ckpt") / "toy.pth")
+    save_checkpoint({"state_dict": LSTA(cfg).state_dict()}, path)
+    return path
+
+
+def run_eval(*args):
+    return subprocess.run([sys.executable, "eval.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_full_eval_on_toy_data(toy_root, toy_checkpoint, tmp_path):
+    out = run_eval("--preset", "toy", "--ckpt_path", toy_checkpoint, "--out", str(tmp_path / "res"),
+                   "--opts", "DIR_DATA", toy_root, *TOY_ARCH)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "J&F-Mean" in out.stdout and "FPS" in out.stdout and "encoder" in out.stdout
+    davis = os.path.join(toy_root, "DAVIS")
+    for seq in ("toy-val-00", "toy-val-01"):
+        frames = sorted(os.listdir(os.path.join(davis, "JPEGImages/480p", seq)))
+        masks = sorted(os.listdir(tmp_path / "res" / seq))
+        assert masks == [f[:-4] + ".png" for f in frames]  # frame 0 included: it is predicted
+        img = Image.open(tmp_path / "res" / seq / masks[0])
+        assert img.mode == "P" and img.size == (216, 120)
+        assert set(np.unique(np.array(img)).tolist()) <= {0, 1}
+    with open(tmp_path / "res" / "global_results-val.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert 0.0 <= float(rows[0]["J-Mean"]) <= 1.0
+    # Scoring alone gives the same figures.
+    again = run_eval("--score_only", str(tmp_path / "res"), "--opts", "DIR_DAVIS", davis)
+    assert again.returncode == 0, again.stderr
+    with open(tmp_path / "res" / "global_results-val.csv") as f:
+        assert list(csv.DictReader(f)) == rows
+
+
+def test_missing_checkpoint_is_a_clear_error(toy_root, tmp_path):
+    out = run_eval("--preset", "toy", "--ckpt_path", str(tmp_path / "best_LSTA.pth"), "--opts", "DIR_DATA", toy_root)
+    assert out.returncode != 0 and "LSTA weights not found" in out.stderr and "best_LSTA.pth" in out.stderr
+
+
+def test_own_video(toy_root, toy_checkpoint, tmp_path):
+    seq = os.path.join(toy_root, "DAVIS/JPEGImages/480p/toy-val-01")
+    frames = [read_image(os.path.join(seq, f)) for f in sorted(os.listdir(seq))][:7]
+    mp4 = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(mp4, cv2.VideoWriter_fourcc(*"mp4v"), 10, (216, 120))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    out = run_eval("--preset", "toy", "--video", mp4, "--ckpt_path", toy_checkpoint, "--out",
+                   str(tmp_path / "own"), "--max_side", "160", "--opts", *TOY_ARCH)
+    assert out.returncode == 0, out.stderr[-3000:]
+    masks = sorted(os.listdir(tmp_path / "own" / "masks"))
+    overlays = sorted(os.listdir(tmp_path / "own" / "overlays"))
+    assert len(masks) == len(overlays) == 7
+    assert Image.open(tmp_path / "own" / "masks" / masks[0]).size == (160, 89)  # shrunk to --max_side
+    capture = cv2.VideoCapture(str(tmp_path / "own" / "overlay.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+    capture.release()
+    # A folder of frames works the same way.
+    out = run_eval("--preset", "toy", "--video", seq, "--ckpt_path", toy_checkpoint, "--out",
+                   str(tmp_path / "folder"), "--opts", *TOY_ARCH)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(os.listdir(tmp_path / "folder" / "masks")) == 12

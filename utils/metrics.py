@@ -1,0 +1,142 @@
+"""DAVIS-2016 J (region IoU) and F (boundary F-measure) with the official per-sequence statistics.
+
+Per-frame measures as davis2017-evaluation's `metrics.py` computes them (`db_eval_iou`,
+`db_eval_boundary` with `seg2bmap`), statistics as the DAVIS toolkit's `db_statistics`, frames
+1..n-2 of each sequence (PIPELINE.md §5).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from utils.image_io import read_binary_mask
+
+BOUNDARY_TOLERANCE = 0.008   # of the image diagonal
+DECAY_BINS = 4
+GLOBAL_COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+
+
+def region_iou(gt: np.ndarray, pred: np.ndarray) -> float:
+    """J: |A∩B| / |A∪B| of two binary masks; 1 when both are empty."""
+    gt, pred = gt.astype(bool), pred.astype(bool)
+    union = np.count_nonzero(gt | pred)
+    return 1.0 if union == 0 else np.count_nonzero(gt & pred) / union
+
+
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """The official seg2bmap: a pixel is boundary when its 2×2 block (edge-replicated) is not uniform."""
+    m = np.pad(mask.astype(bool), ((0, 1), (0, 1)), mode="edge")
+    here = m[:-1, :-1]
+    return (here != m[:-1, 1:]) | (here != m[1:, :-1]) | (here != m[1:, 1:])
+
+
+def disk(radius: float) -> np.ndarray:
+    """skimage.morphology.disk: the pixels with x² + y² ≤ r² (uint8)."""
+    r = np.arange(-radius, radius + 1)
+    x, y = np.meshgrid(r, r)
+    return (x ** 2 + y ** 2 <= radius ** 2).astype(np.uint8)
+
+
+def boundary_f(gt: np.ndarray, pred: np.ndarray) -> float:
+    """F: boundary F-measure with tolerance ceil(0.008 · diagonal) pixels."""
+    radius = np.ceil(BOUNDARY_TOLERANCE * np.linalg.norm(gt.shape))
+    gt_b, pred_b = boundary_map(gt), boundary_map(pred)
+    kernel = disk(radius)
+    gt_dil = cv2.dilate(gt_b.astype(np.uint8), kernel).astype(bool)
+    pred_dil = cv2.dilate(pred_b.astype(np.uint8), kernel).astype(bool)
+    n_pred, n_gt = np.count_nonzero(pred_b), np.count_nonzero(gt_b)
+    if n_pred == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_pred > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_pred == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        precision = np.count_nonzero(pred_b & gt_dil) / n_pred
+        recall = np.count_nonzero(gt_b & pred_dil) / n_gt
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def statistics(values: np.ndarray) -> tuple[float, float, float]:
+    """(Mean, Recall = share > 0.5, Decay = mean of the first of 4 temporal bins − mean of the last)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no frames to score (a sequence needs at least 3 frames)")
+    ids = (np.round(np.linspace(1, len(values), DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
+    bins = [values[ids[i]:ids[i + 1] + 1] for i in range(DECAY_BINS)]
+    return float(values.mean()), float((values > 0.5).mean()), float(bins[0].mean() - bins[-1].mean())
+
+
+@dataclass
+class SequenceScore:
+    """Per-frame J and F of one sequence's scored frames, and their statistics."""
+    name: str
+    j: np.ndarray
+    f: np.ndarray
+
+    def row(self) -> dict[str, float | str]:
+        """The per-sequence CSV row."""
+        jm, jr, jd = statistics(self.j)
+        fm, fr, fd = statistics(self.f)
+        return {"Sequence": self.name, "J-Mean": jm, "J-Recall": jr, "J-Decay": jd,
+                "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
+
+
+def score_sequence(name: str, gt_paths: list[str], result_dir: str) -> SequenceScore:
+    """J and F of frames 1..n-2 of one sequence; a missing result or a size mismatch is an error."""
+    if len(gt_paths) < 3:
+        raise ValueError(f"sequence {name!r} has {len(gt_paths)} frames; scoring needs at least 3")
+    if not os.path.isdir(result_dir):
+        raise FileNotFoundError(f"results for sequence {name!r} not found: {result_dir}")
+    j, f = [], []
+    for gt_path in gt_paths[1:-1]:
+        result_path = os.path.join(result_dir, os.path.basename(gt_path))
+        if not os.path.isfile(result_path):
+            raise FileNotFoundError(f"result mask missing for sequence {name!r}: {result_path}")
+        gt, pred = read_binary_mask(gt_path), read_binary_mask(result_path)
+        if gt.shape != pred.shape:
+            raise ValueError(f"result mask {result_path} is {pred.shape[1]}x{pred.shape[0]} but the ground "
+                             f"truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}")
+        j.append(region_iou(gt, pred))
+        f.append(boundary_f(gt, pred))
+    return SequenceScore(name, np.array(j), np.array(f))
+
+
+def score_results(results_dir: str, sequences: list, workers: int = 4) -> tuple[dict[str, float], list[dict]]:
+    """Score `results_dir/<seq>/<frame>.png` against EvalSequences; write the two official CSVs.
+
+    Returns (global figures, per-sequence rows). Dataset figures are means over sequences.
+    """
+    with ThreadPoolExecutor(workers) as pool:
+        scores = list(pool.map(lambda s: score_sequence(s.name, s.masks, os.path.join(results_dir, s.name)),
+                               sequences))
+    rows = [s.row() for s in scores]
+    figures = {c: float(np.mean([r[c] for r in rows])) for c in SEQUENCE_COLUMNS[1:]}
+    figures = {"J&F-Mean": (figures["J-Mean"] + figures["F-Mean"]) / 2, **figures}
+    with open(os.path.join(results_dir, "global_results-val.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, GLOBAL_COLUMNS)
+        writer.writeheader()
+        writer.writerow({c: repr(figures[c]) for c in GLOBAL_COLUMNS})
+    with open(os.path.join(results_dir, "per-sequence_results-val.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, SEQUENCE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row[c] if c == "Sequence" else repr(row[c]) for c in SEQUENCE_COLUMNS})
+    return figures, rows
+
+
+def format_table(figures: dict[str, float], rows: list[dict]) -> str:
+    """The global and per-sequence figures as a console table (×100, like papers report)."""
+    lines = ["  ".join(f"{c:>9s}" for c in GLOBAL_COLUMNS),
+             "  ".join(f"{100 * figures[c]:9.1f}" for c in GLOBAL_COLUMNS), ""]
+    width = max([len("Sequence")] + [len(r["Sequence"]) for r in rows])
+    lines.append(f"{'Sequence':<{width}s}  " + "  ".join(f"{c:>8s}" for c in SEQUENCE_COLUMNS[1:]))
+    for r in rows:
+        lines.append(f"{r['Sequence']:<{width}s}  " + "  ".join(f"{100 * r[c]:8.1f}" for c in SEQUENCE_COLUMNS[1:]))
+    return "\n".join(lines)
