@@ -29,7 +29,8 @@ from dataloaders.transforms import eval_preprocess
 from networks.lsta import LSTA
 from utils.checkpoint import CheckpointError, load_lsta_weights
 from utils.cli import add_config_args, load_config, save_run_config
-from utils.image_io import iter_video_frames, read_binary_mask, video_fps, write_image, write_palette_png
+from utils.image_io import (iter_video_frames, read_binary_mask, read_image, video_fps, write_image,
+                            write_palette_png)
 from utils.memory_window import predict_video
 from utils.metrics import format_table, score_results
 from utils.overlay import overlay
@@ -59,8 +60,12 @@ def _collate(items: list) -> tuple[torch.Tensor, list, list]:
     return torch.stack([i[0] for i in items]), [i[1] for i in items], [i[2] for i in items]
 
 
-def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str) -> SectionTimer:
-    """Write DAVIS-2016 masks for every sequence into out_dir/<seq>/<frame>.png; returns the timings."""
+def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str,
+                   overlays: bool = False) -> SectionTimer:
+    """Write DAVIS-2016 masks for every sequence into out_dir/<seq>/<frame>.png; returns the timings.
+
+    With `overlays`, also out_dir/overlays/<seq>/<frame>.jpg (written off the timed path).
+    """
     sequences = davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0])
     timer = SectionTimer(device)
     frames_done = 0
@@ -89,11 +94,18 @@ def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str)
             if t == 0 and cfg.TEST_COPY_FIRST_FRAME_GT:  # the authors' semi-supervised copy, by request
                 mask = read_binary_mask(seq.masks[0]).astype(np.uint8)
             writer.submit(write_palette_png, os.path.join(out_dir, seq.name, names[t] + ".png"), mask)
+            if overlays:
+                writer.submit(_write_overlay, seq.images[t], mask,
+                              os.path.join(out_dir, "overlays", seq.name, names[t] + ".jpg"))
             frames_done += 1
         bar.set_postfix(frames=frames_done)
     writer.shutdown(wait=True)
     timer.frames = frames_done
     return timer
+
+
+def _write_overlay(image_path: str, mask: np.ndarray, out_path: str) -> None:
+    write_image(out_path, overlay(read_image(image_path), mask))
 
 
 def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, out_dir: str,
@@ -169,6 +181,7 @@ def main() -> None:
                         help="score existing masks against DAVIS-2016 ground truth and exit")
     parser.add_argument("--video", default=None, help="segment a video file or a folder of frames")
     parser.add_argument("--max_side", type=int, default=None, help="--video: shrink frames to this longer side")
+    parser.add_argument("--overlays", action="store_true", help="DAVIS: also write overlay images per sequence")
     args = parser.parse_args()
     cfg = load_config(args)
     try:
@@ -193,7 +206,7 @@ def main() -> None:
         out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT[0]}")
         save_run_config(cfg, os.path.join(out_dir, "config.json"))
         with torch.inference_mode():
-            timer = evaluate_davis(cfg, model, device, out_dir)
+            timer = evaluate_davis(cfg, model, device, out_dir, args.overlays)
         report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1")
         figures, rows = score_results(out_dir, davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0]))
         print(format_table(figures, rows))
