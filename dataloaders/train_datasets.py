@@ -111,7 +111,8 @@ class VideoTrainDataset(Dataset):
             if all(set(np.unique(mask(i)).tolist()) <= ref_ids for i in [prev] + currents):
                 break
         picks = [ref, prev] + currents
-        images = [read_image(video.images[order[i]]) for i in picks]
+        # float32 before any resize, as the authors read them (cubic resizing then keeps overshoot).
+        images = [read_image(video.images[order[i]]).astype(np.float32) for i in picks]
         masks = [mask(i) for i in picks]
         for i, image, m in zip(picks, images, masks):
             if image.shape[:2] != m.shape:
@@ -133,6 +134,12 @@ def _require_dir(path: str, what: str, hint: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path} ({hint})")
 
 
+def _require_masks(what: str, masks: list[str]) -> None:
+    missing = [m for m in masks if not os.path.isfile(m)]
+    if missing:
+        raise FileNotFoundError(f"{what}: {len(missing)} frames without masks, first: {missing[0]}")
+
+
 def davis2017_videos(root: str, split: str = "train", full_resolution: bool = True) -> list[Video]:
     """DAVIS-2017 videos of `ImageSets/2017/<split>.txt`, every frame annotated."""
     _require_dir(root, "DAVIS-2017 root (DIR_DAVIS)",
@@ -151,10 +158,7 @@ def davis2017_videos(root: str, split: str = "train", full_resolution: bool = Tr
             raise FileNotFoundError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', res, seq)}")
         masks = [os.path.join(root, "Annotations", res, seq, os.path.basename(p)[:-4] + ".png") for p in images]
-        missing = [m for m in masks if not os.path.isfile(m)]
-        if missing:
-            raise FileNotFoundError(f"DAVIS sequence {seq!r}: {len(missing)} frames without masks, "
-                                    f"first: {missing[0]}")
+        _require_masks(f"DAVIS sequence {seq!r}", masks)
         videos.append(Video(seq, images, masks))
     return videos
 
@@ -188,10 +192,7 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
         masks = [os.path.join(root, "Annotations", vid, f + ".png") for f in frames]
         if not os.path.isfile(images[0]):
             raise FileNotFoundError(f"YouTube-VOS video {vid!r} has no frame {images[0]}")
-        missing = [m for m in masks if not os.path.isfile(m)]
-        if missing:
-            raise FileNotFoundError(f"YouTube-VOS video {vid!r}: {len(missing)} annotated frames without "
-                                    f"masks, first: {missing[0]}")
+        _require_masks(f"YouTube-VOS video {vid!r}", masks)
         videos.append(Video(vid, images, masks))
     return videos
 
