@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "DATA_RANDOMCROP": (113, 113),
         "DATA_SHORT_EDGE_LEN": 120,
         "DATA_CURR_SEQ_LEN": 3,
-        "DATA_DAVIS_REPEAT": 4,
+        "DATA_DAVIS_REPEAT": 25,
         "DATA_WORKERS": 1,
         "TRAIN_TOTAL_STEPS": 300,
         "TRAIN_WARM_UP_STEPS": 20,

@@ -128,7 +128,7 @@ class Trainer:
                 self.resumed_rng = rng[self.info.rank] if self.info.rank < len(rng) else None
                 self.log.info(f"resumed from {path} (step {ckpt['step']})")
                 return ckpt["step"] + 1
-        if cfg.TRAIN_START_STEP == 0 and cfg.PRETRAIN:
+        if cfg.PRETRAIN:
             path = cfg.PRETRAIN_MODEL
             if os.path.isdir(path):  # a run's ckpt folder: its newest checkpoint (stage 2 from stage 1)
                 found = checkpoints_newest_first(path)

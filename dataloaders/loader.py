@@ -27,7 +27,7 @@ def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int
                          f"(one global batch); raise DATA_DAVIS_REPEAT or lower TRAIN_BATCH_SIZE")
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.DATA_WORKERS,
                         pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
-                        worker_init_fn=_worker_init, persistent_workers=False,
+                        worker_init_fn=_worker_init, persistent_workers=cfg.DATA_WORKERS > 0,
                         # Its own generator: creating an iterator must not draw from the global RNG
                         # (dropout's), or a resumed run would diverge from an uninterrupted one.
                         generator=torch.Generator().manual_seed(cfg.TRAIN_SEED),
