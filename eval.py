@@ -40,7 +40,11 @@ from utils.timing import SectionTimer
 def build_model(cfg: Config, ckpt_path: str, device: torch.device) -> LSTA:
     """LSTA with every entry loaded from `ckpt_path`, in eval mode on `device`."""
     model = LSTA(cfg)
-    load_lsta_weights(model, ckpt_path, min_fraction=1.0)
+    try:
+        load_lsta_weights(model, ckpt_path, min_fraction=1.0)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}\nThe authors' released weights, best_LSTA.pth, go in the project root "
+                              f"(TEST_CKPT_PATH); or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
     return model.to(device).eval()
 
 
