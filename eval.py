@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 import cv2
@@ -79,7 +79,7 @@ def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str,
         loader = DataLoader(EvalFrames(seq.images, cfg.TEST_MAX_SIZE), batch_size=cfg.TEST_ENCODE_BATCH,
                             num_workers=cfg.DATA_WORKERS, collate_fn=_collate,
                             pin_memory=device.type == "cuda")
-        sizes, names = [], []
+        sizes, names, writes = [], [], []
 
         def batches() -> Iterator[torch.Tensor]:
             for images, batch_sizes, batch_names in loader:
@@ -97,11 +97,12 @@ def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str,
                 mask = to_mask(logits, sizes[t])
             if t == 0 and cfg.TEST_COPY_FIRST_FRAME_GT:  # the authors' semi-supervised copy, by request
                 mask = read_binary_mask(seq.masks[0]).astype(np.uint8)
-            writer.submit(write_palette_png, os.path.join(out_dir, seq.name, names[t] + ".png"), mask)
+            writes.append(writer.submit(write_palette_png, os.path.join(out_dir, seq.name, names[t] + ".png"), mask))
             if overlays:
-                writer.submit(_write_overlay, seq.images[t], mask,
-                              os.path.join(out_dir, "overlays", seq.name, names[t] + ".jpg"))
+                writes.append(writer.submit(_write_overlay, seq.images[t], mask,
+                                            os.path.join(out_dir, "overlays", seq.name, names[t] + ".jpg")))
             frames_done += 1
+        _finish(writes)
         bar.set_postfix(frames=frames_done)
     writer.shutdown(wait=True)
     timer.frames = frames_done
@@ -112,19 +113,30 @@ def _write_overlay(image_path: str, mask: np.ndarray, out_path: str) -> None:
     write_image(out_path, overlay(read_image(image_path), mask))
 
 
+def _finish(writes: list[Future]) -> None:
+    """Wait for queued writes and re-raise the first failure (a full disk must not pass silently)."""
+    for future in writes:
+        future.result()
+    writes.clear()
+
+
 def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, out_dir: str,
                    max_side: int | None) -> SectionTimer:
     """Masks, overlays and an overlay .mp4 for a user's video file or folder of frames."""
     timer = SectionTimer(device)
     frames: dict[int, np.ndarray] = {}  # raw frames waiting for their mask (at most one window)
-    writer = ThreadPoolExecutor(2)
+    writer, writes = ThreadPoolExecutor(2), []
 
     def batches() -> Iterator[torch.Tensor]:
-        pending = []
+        pending, first_shape = [], None
         for index, frame in enumerate(iter_video_frames(video, max_side)):
+            first_shape = first_shape or frame.shape
+            if frame.shape != first_shape:
+                raise ValueError(f"frame {index} of {video} is {frame.shape[1]}x{frame.shape[0]}, unlike the "
+                                 f"frames before it: all frames of a video must have one size")
             frames[index] = frame
             pending.append(eval_preprocess(frame, cfg.TEST_MAX_SIZE))
-            if len(pending) == cfg.TEST_ENCODE_BATCH or pending[0].shape != pending[-1].shape:
+            if len(pending) == cfg.TEST_ENCODE_BATCH:
                 yield torch.stack(pending).to(device)
                 pending = []
         if pending:
@@ -142,8 +154,10 @@ def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, o
         with timer.measure("post"):
             mask = to_mask(logits, frame.shape[:2])
         shown = overlay(frame, mask)
-        writer.submit(write_palette_png, os.path.join(out_dir, "masks", f"{t:05d}.png"), mask)
-        writer.submit(write_image, os.path.join(out_dir, "overlays", f"{t:05d}.jpg"), shown)
+        writes.append(writer.submit(write_palette_png, os.path.join(out_dir, "masks", f"{t:05d}.png"), mask))
+        writes.append(writer.submit(write_image, os.path.join(out_dir, "overlays", f"{t:05d}.jpg"), shown))
+        if len(writes) > 64:
+            _finish(writes)
         if video_writer is None:
             os.makedirs(out_dir, exist_ok=True)
             video_writer = cv2.VideoWriter(mp4_path, cv2.VideoWriter_fourcc(*"mp4v"), video_fps(video),
@@ -154,6 +168,7 @@ def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, o
     bar.close()
     if video_writer is not None:
         video_writer.release()
+    _finish(writes)
     writer.shutdown(wait=True)
     timer.frames = done
     print(f"wrote {done} masks to {out_dir}/masks, overlays to {out_dir}/overlays and {mp4_path}")

@@ -118,3 +118,15 @@ def test_own_video(toy_root, toy_checkpoint, tmp_path):
                    str(tmp_path / "folder"), "--opts", *TOY_ARCH)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(os.listdir(tmp_path / "folder" / "masks")) == 12
+
+
+def test_own_video_folder_with_mixed_frame_sizes_is_a_clear_error(toy_root, toy_checkpoint, tmp_path):
+    seq = os.path.join(toy_root, "DAVIS/JPEGImages/480p/toy-val-00")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, name in enumerate(sorted(os.listdir(seq))[:6]):
+        frame = read_image(os.path.join(seq, name))
+        cv2.imwrite(str(folder / name), frame if i != 4 else frame[:100])
+    out = run_eval("--preset", "toy", "--video", str(folder), "--ckpt_path", toy_checkpoint, "--out",
+                   str(tmp_path / "o"), "--opts", *TOY_ARCH)
+    assert out.returncode != 0 and "frame 4 of" in out.stderr and "one size" in out.stderr
