@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import Config
-from dataloaders.eval_datasets import EvalFrames, davis2016_sequences
+from dataloaders.eval_datasets import EvalFrames, EvalSequence, davis2016_sequences
 from dataloaders.transforms import eval_preprocess
 from networks.lsta import LSTA
 from utils.checkpoint import CheckpointError, load_lsta_weights
@@ -64,13 +64,12 @@ def _collate(items: list) -> tuple[torch.Tensor, list, list]:
     return torch.stack([i[0] for i in items]), [i[1] for i in items], [i[2] for i in items]
 
 
-def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, out_dir: str,
-                   overlays: bool = False) -> SectionTimer:
+def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, sequences: list[EvalSequence],
+                   out_dir: str, overlays: bool = False) -> SectionTimer:
     """Write DAVIS-2016 masks for every sequence into out_dir/<seq>/<frame>.png; returns the timings.
 
     With `overlays`, also out_dir/overlays/<seq>/<frame>.jpg (written off the timed path).
     """
-    sequences = davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0])
     timer = SectionTimer(device)
     frames_done = 0
     writer = ThreadPoolExecutor(2)
@@ -186,6 +185,10 @@ def report_speed(timer: SectionTimer, device: torch.device, input_size: str) -> 
           f"{1000 * post / n:.1f} ms/frame (not in FPS)")
 
 
+def _resolution(cfg: Config) -> str:
+    return "Full-Resolution" if cfg.TEST_DATASET_FULL_RESOLUTION else "480p"
+
+
 def _chain(first: list, rest: Iterable) -> Iterator:
     yield from first
     yield from rest
@@ -204,14 +207,18 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args)
     try:
+        sequences = None if args.video else davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0],
+                                                                _resolution(cfg))
         if args.score_only:
-            sequences = davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0])
             figures, rows = score_results(args.score_only, sequences)
             print(format_table(figures, rows))
             print(f"wrote {args.score_only}/global_results-val.csv and per-sequence_results-val.csv")
             return
         if cfg.TEST_DATASET != "davis2016" and not args.video:
             raise ValueError(f"TEST_DATASET {cfg.TEST_DATASET!r} is not implemented; this evaluator does davis2016")
+        if cfg.TEST_FLIP or list(cfg.TEST_MULTISCALE) != [1]:
+            raise ValueError("TEST_FLIP / TEST_MULTISCALE are not implemented (nor are they by the authors): "
+                             "use TEST_FLIP False, TEST_MULTISCALE [1]")
         device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
         ckpt_path = args.ckpt_path or cfg.TEST_CKPT_PATH
         model = build_model(cfg, ckpt_path, device)
@@ -225,9 +232,9 @@ def main() -> None:
         out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT[0]}")
         save_run_config(cfg, os.path.join(out_dir, "config.json"))
         with torch.inference_mode():
-            timer = evaluate_davis(cfg, model, device, out_dir, args.overlays)
+            timer = evaluate_davis(cfg, model, device, sequences, out_dir, args.overlays)
         report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1")
-        figures, rows = score_results(out_dir, davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0]))
+        figures, rows = score_results(out_dir, sequences)
         print(format_table(figures, rows))
         print(f"masks and global_results-val.csv / per-sequence_results-val.csv in {out_dir}")
     except (CheckpointError, FileNotFoundError, ValueError) as err:

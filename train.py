@@ -268,6 +268,12 @@ class Trainer:
             bar.update(1)
             if result is not None:
                 bar.set_postfix(loss=f"{sum(result[0]) / len(result[0]):.4f}")
+                if self.tb is not None and step % cfg.TRAIN_TBLOG_STEP == 0:
+                    for i, (loss, iou) in enumerate(zip(*result)):
+                        self.tb.add_scalar(f"loss/frame{i}", loss, step)
+                        self.tb.add_scalar(f"iou/frame{i}", iou, step)
+                    self.tb.add_scalar("lr", learning_rate(step, cfg), step)
+                    self.tb.add_scalar("seconds_per_step", step_time, step)
             if step % cfg.TRAIN_LOG_STEP == 0 or step == total:
                 self._log(step, window)
             stop = any_true(self.stop_requested, info) or step == self.stop_step
@@ -295,12 +301,6 @@ class Trainer:
         if window.skipped_bad:
             message += f" skipped-bad-samples {window.skipped_bad}"
         self.log.info(message)
-        if self.tb is not None:
-            for i, (loss, iou) in enumerate(zip(window.mean(window.losses), window.mean(window.ious))):
-                self.tb.add_scalar(f"loss/frame{i}", loss, step)
-                self.tb.add_scalar(f"iou/frame{i}", iou, step)
-            self.tb.add_scalar("lr", learning_rate(step, cfg), step)
-            self.tb.add_scalar("seconds_per_step", step_time, step)
         window.reset()
 
     def _tensorboard(self):

@@ -43,6 +43,8 @@ class LSTA(nn.Module):
     def __init__(self, cfg: Config | None = None) -> None:
         super().__init__()
         cfg = cfg or Config()
+        if cfg.MODEL_OUTPUT_STRIDE != 16:
+            raise ValueError(f"MODEL_OUTPUT_STRIDE {cfg.MODEL_OUTPUT_STRIDE}: only 16 is implemented (the released weights')")
         feat_ch, width = cfg.MODEL_ASPP_OUTDIM, cfg.MODEL_SEMANTIC_EMBEDDING_DIM
         self.feature_extractor = DeepLab(cfg.MODEL_BACKBONE, feat_ch, cfg.MODEL_SHORTCUT_DIM, cfg.MODEL_FREEZE_BN)
         self.projection_m = nn.Conv2d(feat_ch, KEY_DIM, 1)
