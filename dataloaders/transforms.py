@@ -10,15 +10,19 @@ import cv2
 import numpy as np
 import torch
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN = np.array([0.485, 0.456, 0.406])  # float64, as the authors' tuples
+STD = np.array([0.229, 0.224, 0.225])
 CROP_MIN_OBJECT_PIXELS = 100
 CROP_MAX_OBJECTS = 5
 
 
 def normalise(image: np.ndarray) -> torch.Tensor:
     """(H,W,3) BGR uint8/float image in [0,255] → (3,H,W) float32, (x/255 − mean)/std per channel."""
-    x = (np.asarray(image, np.float32) / 255.0 - MEAN) / STD
+    # The authors' arithmetic, bit for bit: a float32 division, then in-place float64 mean/std
+    # operations stored back in float32.
+    x = np.asarray(image, np.float32) / 255.0
+    x -= MEAN
+    x /= STD
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 

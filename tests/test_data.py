@@ -233,3 +233,18 @@ def test_davis2016_val_on_real_sequences():
         tensor, size, _ = EvalFrames(seq.images)[0]
         assert size == (480, 854) and tensor.shape == (3, 481, 849)
         assert len(seq.masks) == len(seq.images)
+
+
+def test_normalisation_is_the_authors_bit_for_bit(toy_root):
+    from dataloaders.transforms import normalise
+    image = read_image(os.path.join(toy_root, "DAVIS/JPEGImages/480p/toy-val-00/00000.jpg")).astype(np.float32)
+    # CFBI's ToTensor on a float32 BGR frame: in-place ops with float64 tuples, float32 storage.
+    tmp = image / 255.
+    tmp -= (0.485, 0.456, 0.406)
+    tmp /= (0.229, 0.224, 0.225)
+    ours = normalise(image)
+    assert ours.dtype == torch.float32
+    assert torch.equal(ours, torch.from_numpy(tmp.transpose((2, 0, 1)).copy()))
+    # Channel order stays BGR: channel 0 is the image's first (blue) channel.
+    blue = torch.from_numpy((image[..., 0] / 255 - 0.485) / 0.229).float()
+    assert torch.allclose(ours[0], blue, atol=1e-6)

@@ -30,8 +30,8 @@ class StmTeacher:
                                       f"--opts MODEL_DISTILLATION False") from None
         self.model = model.to(device).requires_grad_(False)
         self.model.train(not self.as_designed)
-        mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._mean, self._std = mean, std
 
     def _frame(self, image: torch.Tensor) -> torch.Tensor:
