@@ -18,12 +18,18 @@ CROP_MAX_OBJECTS = 5
 
 def normalise(image: np.ndarray) -> torch.Tensor:
     """(H,W,3) BGR uint8/float image in [0,255] → (3,H,W) float32, (x/255 − mean)/std per channel."""
-    # The authors' arithmetic, bit for bit: a float32 division, then in-place float64 mean/std
-    # operations stored back in float32.
-    x = np.asarray(image, np.float32) / 255.0
-    x -= MEAN
-    x /= STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    # The authors' arithmetic, bit for bit: a float32 division, then the mean and std applied in
+    # float64 and stored back in float32 (numpy's in-place ops with float64 tuples). Done per
+    # contiguous channel plane with explicit casts: the same values, several times faster.
+    planes = cv2.split(np.asarray(image, np.float32))
+    out = np.empty((3,) + planes[0].shape, np.float32)
+    for c, plane in enumerate(planes):
+        x = (plane / np.float32(255.0)).astype(np.float64)
+        x -= MEAN[c]
+        x = x.astype(np.float32).astype(np.float64)
+        x /= STD[c]
+        out[c] = x
+    return torch.from_numpy(out)
 
 
 def eval_size(height: int, width: int, max_size: int = 1040) -> tuple[int, int]:
