@@ -125,3 +125,23 @@ def test_resnet101_shapes_at_davis_eval_size():
         memory = [features + 0.1 * i for i in range(10)]
         logits = model.segment(features, memory[:-1], memory[-1])
     assert logits.shape == (1, 2, 121, 213) and torch.isfinite(logits).all()
+
+
+def test_stm_state_dict_and_interface():
+    from networks.stm import STM
+    teacher = STM().eval()
+    ours = [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in teacher.state_dict().items()]
+    assert ours == _listing(shared_path("spec", "stm_state_dict.txt"))
+    frame = torch.rand(1, 3, 70, 90)
+    masks = torch.zeros(1, 3, 70, 90)
+    masks[0, 1, 10:40, 20:50] = 1
+    masks[0, 2, 40:60, 50:80] = 1
+    masks[0, 0] = 1 - masks[0, 1:].sum(0)
+    with torch.no_grad():
+        keys, values = teacher(frame, masks, torch.tensor([2]))   # memorize (official dispatch)
+        assert keys.shape == (1, 3, 128, 1, 5, 6) and values.shape == (1, 3, 512, 1, 5, 6)
+        assert keys[0, 0].abs().max() == 0  # slot 0 (background) stays empty
+        logits = teacher(frame, keys, values, torch.tensor([2]))  # segment
+    assert logits.shape == (1, 3, 70, 90)
+    probs = torch.sigmoid(logits)  # log(p / (1 - p)) of the soft aggregation
+    assert probs.min() >= 1e-7 - 1e-9 and probs.max() <= 1 - 1e-7 + 1e-6
