@@ -86,9 +86,9 @@ def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, sequences: li
                 names.extend(batch_names)
                 yield images.to(device, non_blocking=True)
 
-        stream: Iterable[torch.Tensor] = batches()
+        stream: Iterator[torch.Tensor] = batches()
         if seq_index == 0:
-            first = next(iter(stream))
+            first = next(stream)
             warm_up(model, first)
             stream = _chain([first], stream)
         for t, logits in predict_video(model, stream, cfg.MODEL_MAX_MEM, timer.measure):

@@ -175,18 +175,19 @@ class Trainer:
             part = {k: _slice(v, start, start + self.pass_size, device, cfg.TRAIN_CHANNELS_LAST)
                     for k, v in batch.items() if k != "meta"}
             sync = index == len(starts) - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
+            share = part["ref_img"].shape[0] / self.batch  # this pass's part of the rank's batch
             with contextlib.nullcontext() if sync else self.model.no_sync():
-                losses = self._frame_losses(part, frame_ious, part["ref_img"].shape[0] / self.batch)
+                losses = self._frame_losses(part, frame_ious, share)
                 if cfg.TRAIN_LOSS_LAST_FRAME_ONLY:
                     loss = 2 * losses[-1] / frames  # the authors' objective: the last frame only
                 else:
                     loss = torch.stack(losses).mean()
-                loss = loss * part["ref_img"].shape[0] / self.batch
+                loss = loss * share
                 if not all_true(bool(torch.isfinite(loss)), self.info):
                     return None
                 self.scaler.scale(loss).backward()
             for i, frame_loss in enumerate(losses):
-                frame_losses[i] += frame_loss.item() * part["ref_img"].shape[0] / self.batch
+                frame_losses[i] += frame_loss.item() * share
         self.scaler.unscale_(self.optimizer)
         nn.utils.clip_grad_norm_(self.clip_params, cfg.TRAIN_CLIP_GRAD_NORM)
         self.scaler.step(self.optimizer)
@@ -217,8 +218,7 @@ class Trainer:
     # ---- the loop ----
     def run(self) -> None:
         """Train from the start (or resume) step through TRAIN_TOTAL_STEPS, or until stopped."""
-        cfg, info = self.cfg, self.info
-        total = cfg.TRAIN_TOTAL_STEPS
+        total = self.cfg.TRAIN_TOTAL_STEPS
         if self.start_step > total:
             self.log.info(f"nothing to do: checkpoint step {self.start_step - 1} is the final step {total}")
             return
@@ -263,8 +263,7 @@ class Trainer:
                                        f"lower TRAIN_LR or check the data")
             else:
                 self.nonfinite_in_row = 0
-                window.add(*result, step_time, data_time, sum(batch["meta"]["skipped_bad"]).item()
-                           if torch.is_tensor(batch["meta"]["skipped_bad"]) else 0)
+                window.add(*result, step_time, data_time, int(batch["meta"]["skipped_bad"].sum()))
             bar.update(1)
             if result is not None:
                 bar.set_postfix(loss=f"{sum(result[0]) / len(result[0]):.4f}")
