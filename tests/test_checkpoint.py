@@ -1,3 +1,9 @@
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 from torchvision.models import resnet101
@@ -7,8 +13,9 @@ from config import Config
 from networks.deeplab import DeepLab
 from networks.lsta import LSTA
 from networks.stm import STM
-from utils.checkpoint import (CheckpointError, load_lsta_weights, load_pretrained, load_stm_teacher,
-                              save_checkpoint)
+from tests.conftest import ROOT
+from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_lsta_weights, load_pretrained,
+                              load_stm_teacher, read_checkpoint, save_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +35,9 @@ def test_cfbi_deeplab_file(tmp_path, r101_model):
     state = deeplab.state_dict()
     state["decoder.last_conv.8.weight"] = torch.randn(21, 256, 1, 1)
     state["decoder.last_conv.8.bias"] = torch.randn(21)
-    torch.save({"state_dict": state, "epoch": 50}, tmp_path / "resnet101-deeplabv3p.pth.tar")
+    # As pytorch-deeplab-xception saves it: best_pred is a numpy scalar (safe to load: data only).
+    torch.save({"state_dict": state, "epoch": 50, "best_pred": np.float64(0.78), "optimizer": {}},
+               tmp_path / "resnet101-deeplabv3p.pth.tar")
     report = load_pretrained(r101_model, str(tmp_path / "resnet101-deeplabv3p.pth.tar"))
     encoder_keys = [k for k in r101_model.state_dict() if k.startswith("feature_extractor.")]
     assert len(report.loaded) == len(encoder_keys) and not report.missing and not report.mismatched
@@ -101,3 +110,21 @@ def test_clear_errors(tmp_path):
         load_lsta_weights(model, str(tmp_path / "other.pth"))
     with pytest.raises(CheckpointError, match="no known format"):
         load_pretrained(model, str(tmp_path / "other.pth"))
+
+
+def test_a_file_with_objects_is_refused_then_converted_once_on_trust(tmp_path):
+    source = tmp_path / "best_LSTA.pth"
+    weights = {"conv.weight": torch.randn(2, 3)}
+    torch.save({"state_dict": weights, "args": argparse.Namespace(lr=0.1), "epoch": np.int64(7)}, source)
+    with pytest.raises(UnsafeCheckpointError, match=r"best_LSTA.pth refused.*argparse.Namespace.*--trust"):
+        read_checkpoint(str(source), "LSTA weights")
+    tool = [sys.executable, os.path.join(ROOT, "tools", "convert_checkpoint.py")]
+    refused = subprocess.run(tool + [str(source)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "--trust" in refused.stderr
+    done = subprocess.run(tool + ["--trust", str(source)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    safe = read_checkpoint(str(tmp_path / "best_LSTA.safe.pth"), "LSTA weights")
+    assert torch.equal(safe["state_dict"]["conv.weight"], weights["conv.weight"])
+    assert safe["epoch"] == 7 and "args" not in safe
+    again = subprocess.run(tool + ["--trust", str(source)], capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "exists" in again.stderr  # never overwritten

@@ -1,24 +1,51 @@
-"""The one checkpoint loader (and atomic saver) of the project, with a report of what loaded."""
+"""The one checkpoint loader (and atomic saver) of the project, with a report of what loaded.
+
+Every file is read with `torch.load(weights_only=True)`: tensors, plain Python values and numpy
+data only, so a downloaded file cannot run code. A file that needs more is refused with one line
+that names it and points to `tools/convert_checkpoint.py --trust FILE`.
+"""
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 # The DeepLab classifier of CFBI's file and BN counters have no counterpart in our encoder.
 _DEEPLAB_SKIP = ("decoder.last_conv.8.",)
+CONVERT_HINT = "python tools/convert_checkpoint.py --trust"
+
+
+def _numpy_data_globals() -> list:
+    """numpy's array and scalar reconstructors: data only, no code (pytorch-deeplab-xception files
+    store `best_pred` as a numpy scalar). Listed under numpy 1.x and 2.x module names."""
+    from numpy._core import multiarray
+    allowed: list = [np.ndarray, np.dtype, multiarray.scalar, multiarray._reconstruct]
+    for name in ("scalar", "_reconstruct"):
+        allowed.append((getattr(multiarray, name), f"numpy.core.multiarray.{name}"))
+    allowed += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGOU"]
+    return allowed
+
+
+_SAFE_NUMPY = _numpy_data_globals()
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, not a checkpoint, or does not fit the model."""
+    """A checkpoint file is missing, unreadable, unsafe, not a checkpoint, or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that only an unrestricted unpickler (one that can run code) could read."""
 
 
 @dataclass
 class LoadReport:
-    """What a load did: entries loaded, missing from the file, unexpected, mismatched, skipped."""
+    """What a load did for one part of the model: entries loaded, missing, unexpected, mismatched, skipped."""
     what: str
     path: str
     loaded: list[str] = field(default_factory=list)
@@ -40,14 +67,41 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def read_checkpoint(path: str, what: str) -> Any:
-    """torch.load on CPU, with one clear error for a missing, unreadable or truncated file."""
+def read_checkpoint(path: str, what: str, mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) on CPU, with one clear line for a missing, damaged or unsafe file.
+
+    `mmap` maps tensors instead of reading them: a cheap check that a file is whole and loadable.
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_SAFE_NUMPY):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise UnsafeCheckpointError(
+                f"{what} {path} refused: it holds Python objects ({_unsafe_names(path)}) that only an "
+                f"unrestricted unpickler could load, and that can run code; if you trust its source, "
+                f"convert it once into a safe file: {CONVERT_HINT} {path}") from None
+        raise CheckpointError(f"{what} {path} is unreadable or truncated: {_first_line(err)}") from None
     except Exception as err:  # torch raises several types for damaged files
-        raise CheckpointError(f"{what} at {path} is unreadable or truncated: {type(err).__name__}: {err}") from None
+        raise CheckpointError(f"{what} {path} is unreadable or truncated: {_first_line(err)}") from None
+
+
+def _unsafe_names(path: str) -> str:
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a legacy (non-zip) file: the names cannot be listed without unpickling
+        return "objects outside tensors and plain values"
+    allowed = {f"{getattr(g, '__module__', '')}.{getattr(g, '__qualname__', '')}" for g in _SAFE_NUMPY
+               if not isinstance(g, tuple)} | {g[1] for g in _SAFE_NUMPY if isinstance(g, tuple)}
+    names = [n for n in names if n not in allowed]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def state_dict_of(obj: Any, path: str, what: str) -> dict[str, torch.Tensor]:
@@ -58,7 +112,7 @@ def state_dict_of(obj: Any, path: str, what: str) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{what} at {path} is not a checkpoint: expected a state_dict of tensors "
+        raise CheckpointError(f"{what} {path} is not a checkpoint: expected a state_dict of tensors "
                               f"or a dict with 'state_dict'")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
@@ -81,9 +135,9 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
     report.loaded = [k for k in in_scope if k in loadable]
     report.missing = [k for k in in_scope if k not in loadable]
     if len(report.loaded) < min_fraction * len(in_scope):
-        raise CheckpointError(f"{what} at {path} matches too little of the model: "
-                              f"{len(report.loaded)} of {len(in_scope)} entries{' under ' + scope if scope else ''}.\n"
-                              + report.summary())
+        raise CheckpointError(f"{what} {path} matches too little of the model: "
+                              f"{len(report.loaded)} of {len(in_scope)} entries{' under ' + scope if scope else ''}"
+                              f" ({len(report.mismatched)} of another shape, {len(report.unexpected)} unknown)")
     model.load_state_dict(loadable, strict=False)
     print(report.summary())
     return report
@@ -123,7 +177,7 @@ def load_pretrained(model: nn.Module, path: str) -> LoadReport:
         skipped = [n for n in names if n.startswith("fc.")]
         mapped = {"feature_extractor.backbone." + n: v for n, v in state.items() if not n.startswith("fc.")}
         return load_state(model, mapped, what, path, "feature_extractor.backbone.", 0.9, skipped)
-    raise CheckpointError(f"{what} at {path} is in no known format: expected an LSTA checkpoint, CFBI's "
+    raise CheckpointError(f"{what} {path} is in no known format: expected an LSTA checkpoint, CFBI's "
                           f"resnet101-deeplabv3p.pth.tar, torchvision deeplabv3_resnet101 or resnet101 weights")
 
 
@@ -135,15 +189,38 @@ def load_stm_teacher(model: nn.Module, path: str) -> LoadReport:
 
 
 def save_checkpoint(payload: dict[str, Any], path: str) -> None:
-    """Write atomically: a temporary file in the same folder, flushed, then renamed over `path`."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    """Write atomically: a temporary file in the same folder, flushed and synced, then renamed over `path`.
+
+    A failed write (full disk, permissions) leaves any earlier file at `path` as it was, removes the
+    temporary file, and raises CheckpointError naming the file and the cause.
+    """
+    folder = os.path.dirname(path) or "."
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
+        os.makedirs(folder, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)  # in memory first: torch's zip writer hides the OS error of a failed write
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(folder)
+    except (OSError, RuntimeError) as err:  # torch's writer reports a failed write as RuntimeError
+        cause = err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)
+        raise CheckpointError(f"could not write {path}: {cause}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync_folder(folder: str) -> None:
+    # The rename itself must reach the disk, or a power cut could bring back the old file list.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

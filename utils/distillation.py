@@ -25,7 +25,7 @@ class StmTeacher:
             try:
                 load_stm_teacher(model, path)
             except CheckpointError as err:
-                raise CheckpointError(f"{err}\nDistillation needs the official STM weights at {path} "
+                raise CheckpointError(f"{err}; distillation needs the official STM weights at {path} "
                                       f"(see pretrained/README.md); to train without them, pass "
                                       f"--opts MODEL_DISTILLATION False") from None
         self.model = model.to(device).requires_grad_(False)
