@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import Config
+from dataloaders.loader import WORKER_START_METHOD
 from dataloaders.eval_datasets import EvalFrames, EvalSequence, davis2016_sequences
 from dataloaders.transforms import eval_preprocess
 from networks.lsta import LSTA
@@ -43,7 +44,7 @@ def build_model(cfg: Config, ckpt_path: str, device: torch.device) -> LSTA:
     try:
         load_lsta_weights(model, ckpt_path, min_fraction=1.0)
     except CheckpointError as err:
-        raise CheckpointError(f"{err}\nThe authors' released weights, best_LSTA.pth, go in the project root "
+        raise CheckpointError(f"{err}; the authors' released weights, best_LSTA.pth, go in the project root "
                               f"(TEST_CKPT_PATH); or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
     return model.to(device).eval()
 
@@ -76,8 +77,8 @@ def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, sequences: li
     bar = tqdm(sequences, desc="DAVIS-2016 val", dynamic_ncols=True)
     for seq_index, seq in enumerate(bar):
         loader = DataLoader(EvalFrames(seq.images, cfg.TEST_MAX_SIZE), batch_size=cfg.TEST_ENCODE_BATCH,
-                            num_workers=cfg.DATA_WORKERS, collate_fn=_collate,
-                            pin_memory=device.type == "cuda")
+                            num_workers=cfg.DATA_WORKERS, collate_fn=_collate, pin_memory=device.type == "cuda",
+                            multiprocessing_context=WORKER_START_METHOD if cfg.DATA_WORKERS > 0 else None)
         sizes, names, writes = [], [], []
 
         def batches() -> Iterator[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""DataLoader construction for training: seeded sampler, workers, pinned memory on CUDA."""
+"""DataLoader construction for training: seeded sampler, spawned workers, pinned memory on CUDA."""
 from __future__ import annotations
 
 import signal
@@ -10,10 +10,15 @@ from torch.utils.data import DataLoader, Dataset
 from config import Config
 from dataloaders.sampler import EpochSampler
 
+# Workers are spawned, never forked: a fork copies OpenCV's and OpenMP's thread-pool state
+# without the threads, and the child can hang for ever in its first cv2 call.
+WORKER_START_METHOD = "spawn"
+
 
 def _worker_init(_: int) -> None:
-    # Ctrl-C is the main process's to handle (it saves a checkpoint); one thread per worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Stop signals are the main process's to handle (it saves, then stops us); one thread each.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
@@ -25,11 +30,13 @@ def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int
     if len(sampler) < batch_size:
         raise ValueError(f"training set has {len(dataset)} samples, fewer than {batch_size * world_size} "
                          f"(one global batch); raise DATA_DAVIS_REPEAT or lower TRAIN_BATCH_SIZE")
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.DATA_WORKERS,
+    workers = cfg.DATA_WORKERS
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
-                        worker_init_fn=_worker_init, persistent_workers=cfg.DATA_WORKERS > 0,
+                        worker_init_fn=_worker_init, persistent_workers=workers > 0,
+                        multiprocessing_context=WORKER_START_METHOD if workers > 0 else None,
                         # Its own generator: creating an iterator must not draw from the global RNG
                         # (dropout's), or a resumed run would diverge from an uninterrupted one.
                         generator=torch.Generator().manual_seed(cfg.TRAIN_SEED),
-                        prefetch_factor=2 if cfg.DATA_WORKERS > 0 else None)
+                        prefetch_factor=2 if workers > 0 else None)
     return loader, sampler

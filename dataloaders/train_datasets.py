@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from config import Config
 from dataloaders.transforms import augment
-from utils.image_io import read_image, read_mask
+from utils.image_io import read_image, read_mask, use_one_opencv_thread
 
 SAMPLE_TRIES = 5
 REFERENCE_TRIES = 5
@@ -74,6 +74,7 @@ class VideoTrainDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
+        use_one_opencv_thread()
         skipped = 0
         while True:
             try:

@@ -1,6 +1,7 @@
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -90,9 +91,12 @@ def test_determinism_under_seed(toy_root):
     assert not torch.equal(a["ref_img"], d["ref_img"]) or a["meta"] != d["meta"]
 
 
-def test_loader_order_is_independent_of_workers_and_resumable(toy_root):
+def test_samples_are_bit_identical_for_any_workers_and_resumable(toy_root):
     cfg = toy_cfg(toy_root, DATA_RANDOMCROP=(65, 65))
     dataset = build_train_dataset(cfg)
+    # The parent has used OpenCV's thread pool: forking workers now could hang them for ever.
+    cv2.setNumThreads(4)
+    cv2.resize(np.zeros((512, 512, 3), np.float32), (700, 700), interpolation=cv2.INTER_CUBIC)
 
     def batches(workers, epoch, start, count):
         cfg.set("DATA_WORKERS", workers)
@@ -100,16 +104,22 @@ def test_loader_order_is_independent_of_workers_and_resumable(toy_root):
         sampler.set_position(epoch, start)
         out = []
         for batch in loader:
-            out.append(batch["ref_img"])
+            out.append(torch.cat([batch["ref_img"], *batch["curr_img"]]))
             if len(out) == count:
                 return out
         return out
 
-    full = batches(0, 1, 0, 4)
-    parallel = batches(2, 1, 0, 4)
+    main = batches(0, 1, 0, 4)
+    assert cv2.getNumThreads() == 1  # samples are made with one OpenCV thread wherever they are made
+    for workers in (1, 2):
+        assert all(torch.equal(x, y) for x, y in zip(main, batches(workers, 1, 0, 4)))
     resumed = batches(0, 1, 4, 2)  # skip two batches of two
-    assert all(torch.equal(x, y) for x, y in zip(full, parallel))
-    assert all(torch.equal(x, y) for x, y in zip(full[2:], resumed))
+    assert all(torch.equal(x, y) for x, y in zip(main[2:], resumed))
+    sampler = build_train_loader(dataset, cfg, 2)[1]
+    sampler.set_position(1, 0)
+    order = list(sampler)
+    direct = dataset[order[0]]  # the dataset alone, in this process
+    assert torch.equal(direct["ref_img"], main[0][0])
 
 
 def test_rank_shares_differ(toy_root):

@@ -28,6 +28,14 @@ def davis_palette() -> list[int]:
 _PALETTE = davis_palette()
 
 
+def use_one_opencv_thread() -> None:
+    """Run OpenCV on one thread in this process: its resizes then give the same bits on any machine."""
+    # Multi-threaded cv2.resize differs by ~1e-6 from single-threaded (row stripes); training
+    # samples must not depend on whether they are made in the main process or in a worker.
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
 def read_image(path: str) -> np.ndarray:
     """A frame as OpenCV reads it: (H,W,3) uint8 in **BGR** order (the model is trained on BGR)."""
     if not os.path.isfile(path):
