@@ -79,6 +79,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The settings a run folder's checkpoints depend on: resuming under other values would silently
+# continue another experiment, so train.py refuses (see utils/run_folder.py).
+FINGERPRINT_KEYS = (
+    "MODEL_BACKBONE", "MODEL_OUTPUT_STRIDE", "MODEL_ASPP_OUTDIM", "MODEL_SHORTCUT_DIM",
+    "MODEL_SEMANTIC_EMBEDDING_DIM", "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER",
+    "DATASETS", "DATA_SINGLE", "DATA_DAVIS_REPEAT", "DATA_CURR_SEQ_LEN", "DATA_RANDOMCROP",
+    "TRAIN_BATCH_SIZE", "TRAIN_TOTAL_STEPS", "TRAIN_SEED",
+)
+
 
 class Config:
     """Every setting of the project; `Config()` gives the authors' defaults (released weights)."""

@@ -4,342 +4,271 @@
     torchrun --nproc_per_node 4 train.py --preset stage2
     bash train.sh              # both stages of the authors' recipe
 
-Steps run 0..TRAIN_TOTAL_STEPS inclusive. Checkpoints `log/<exp>/ckpt/save_step_<N>.pth` are
-written atomically and hold everything an exact resume needs; a rerun of the same command resumes
-from the newest one that loads. SIGTERM / SIGINT save a checkpoint and stop cleanly.
+Steps run 0..TRAIN_TOTAL_STEPS inclusive. The run folder log/<exp>/ holds the checkpoints
+(ckpt/save_step_<N>.pth, written atomically, everything an exact resume needs), train.log,
+config.json, run.json (the settings its checkpoints need, where it started from) and
+summary.json (step, losses, timings, how it ended). Rerunning the same command resumes.
+
+Exit status: 0 when the run has reached its final step; 3 when it stopped before (SIGINT,
+SIGTERM, --stop_step) after saving a checkpoint to resume from; 1 on an error, reported as one
+line on the console and in train.log.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
+import logging
 import os
-import re
-import signal
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from config import Config
+from config import FINGERPRINT_KEYS, Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.lsta import LSTA
-from utils.checkpoint import CheckpointError, load_pretrained, read_checkpoint, save_checkpoint, state_dict_of
+from utils.checkpoint import CheckpointError, load_pretrained
+from utils.checkpointer import Checkpointer, checkpoints_newest_first, read_training_checkpoint
 from utils.cli import add_config_args, load_config, save_run_config
 from utils.distillation import StmTeacher
-from utils.distributed import DistInfo, all_true, any_true, cleanup, init_distributed, ranks_in_sync
+from utils.distributed import DistInfo, all_true, any_true, cleanup, gather_objects, init_distributed, ranks_in_sync
+from utils.files import file_digest
 from utils.logger import setup_logger
 from utils.losses import batch_iou, distillation_kl, ohem_cross_entropy
 from utils.rng import rng_state, seed_everything, set_rng_state
+from utils.run_folder import RunFolder, RunFolderError
 from utils.schedule import learning_rate
+from utils.stop_signals import StopRequest
 from utils.timing import now, peak_memory_mb
 
-CKPT_PATTERN = re.compile(r"save_step_(\d+)\.pth$")
+EXIT_STOPPED = 3
+# Errors a user can cause (files, settings, another run): one line, no traceback.
+USER_ERRORS = (CheckpointError, RunFolderError, FileNotFoundError, ValueError)
 
 
-def checkpoints_newest_first(folder: str) -> list[tuple[int, str]]:
-    """(step, path) of every `save_step_<N>.pth` in `folder`, newest first."""
-    found = []
-    for path in glob.glob(os.path.join(folder, "save_step_*.pth")):
-        match = CKPT_PATTERN.search(path)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found, reverse=True)
+@dataclass
+class StepParts:
+    """What a training step works with, built once from the config."""
+    model: nn.Module                 # LSTA, or DistributedDataParallel around it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    teacher: StmTeacher | None
+    clip_params: list[nn.Parameter]  # the parameters whose gradients enter the clipping norm
+    device: torch.device
+    amp: str                         # off | bf16 | fp16
+    rank_batch: int                  # this process's share of TRAIN_BATCH_SIZE
+    pass_size: int                   # samples per forward/backward pass (gradient accumulation)
+    world: DistInfo
+
+    @property
+    def lsta(self) -> LSTA:
+        """The model itself, without a DDP wrapper."""
+        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
 
 
-class Trainer:
-    """The training loop of PIPELINE.md §3 with the fixes of QUIRKS.md."""
+@dataclass
+class StepResult:
+    """Loss and IoU per current frame, averaged over this process's samples."""
+    losses: list[float]
+    ious: list[float]
 
-    def __init__(self, cfg: Config, info: DistInfo, stop_step: int | None = None,
-                 teacher_model: nn.Module | None = None) -> None:
-        self.cfg, self.info, self.stop_step = cfg, info, stop_step
-        self.log = setup_logger("lsta.train", os.path.join(cfg.DIR_RESULT, "train.log"), info.is_main)
-        if cfg.TRAIN_BATCH_SIZE % info.world_size:
-            raise ValueError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
-                             f"{info.world_size} processes")
-        self.batch = cfg.TRAIN_BATCH_SIZE // info.world_size  # per rank
-        self.pass_size = min(self.batch, cfg.TRAIN_MAX_BATCH_PER_PASS or self.batch)
-        if cfg.TRAIN_AMP not in ("off", "bf16", "fp16"):
-            raise ValueError(f"TRAIN_AMP must be off, bf16 or fp16, not {cfg.TRAIN_AMP!r}")
-        self.amp = cfg.TRAIN_AMP if info.device.type == "cuda" else "off"
-        if self.amp != cfg.TRAIN_AMP:
-            self.log.warning(f"TRAIN_AMP {cfg.TRAIN_AMP} needs CUDA: training in float32 on {info.device}")
 
-        seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
-        dataset = build_train_dataset(cfg)
-        self.loader, self.sampler = build_train_loader(dataset, cfg, self.batch, info.rank, info.world_size)
-        self.steps_per_epoch = self.sampler.num_samples // self.batch
+# ---- build ----
 
-        model = LSTA(cfg).to(info.device)
-        if cfg.TRAIN_CHANNELS_LAST:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        # The authors' optimiser: every trainable parameter outside the encoder (LTM.w is fixed),
-        # one lr and weight decay for all; the encoder joins only with MODEL_TRAIN_ENCODER.
-        self.trainable = [p for n, p in model.named_parameters() if p.requires_grad
-                          and (cfg.MODEL_TRAIN_ENCODER or not n.startswith("feature_extractor."))]
-        self.optimizer = torch.optim.SGD(self.trainable, lr=cfg.TRAIN_LR, momentum=cfg.TRAIN_MOMENTUM,
-                                         nesterov=True, weight_decay=cfg.TRAIN_WEIGHT_DECAY)
-        # TRAIN_AUTHORS_ENCODER_GRAD: the frozen encoder is back-propagated through, its gradients are
-        # never zeroed (zero_grad only sees the optimiser's parameters) and they count in the clip norm.
-        self.clip_params = list(model.parameters()) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else self.trainable
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
-        self.start_step = self.resume_or_initialise()
-        seed_everything(cfg.TRAIN_SEED + 1000 * info.rank + self.start_step)
-        if self.resumed_rng is not None:
-            set_rng_state(self.resumed_rng)
+def build_parts(cfg: Config, info: DistInfo, log: logging.Logger) -> StepParts:
+    """Model, optimiser, scaler and teacher for `cfg` on this process's device (weights not yet loaded)."""
+    if cfg.TRAIN_BATCH_SIZE % info.world_size:
+        raise ValueError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
+                         f"{info.world_size} processes")
+    rank_batch = cfg.TRAIN_BATCH_SIZE // info.world_size
+    amp = cfg.TRAIN_AMP if info.device.type == "cuda" else "off"
+    if amp != cfg.TRAIN_AMP:
+        log.warning(f"TRAIN_AMP {cfg.TRAIN_AMP} needs CUDA: training in float32 on {info.device}")
+    seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
+    model = LSTA(cfg).to(info.device)
+    if cfg.TRAIN_CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    # The authors' optimiser: every trainable parameter outside the encoder (LTM.w is fixed),
+    # one lr and weight decay for all; the encoder joins only with MODEL_TRAIN_ENCODER.
+    trainable = [p for n, p in model.named_parameters() if p.requires_grad
+                 and (cfg.MODEL_TRAIN_ENCODER or not n.startswith("feature_extractor."))]
+    optimizer = torch.optim.SGD(trainable, lr=cfg.TRAIN_LR, momentum=cfg.TRAIN_MOMENTUM,
+                                nesterov=True, weight_decay=cfg.TRAIN_WEIGHT_DECAY)
+    # TRAIN_AUTHORS_ENCODER_GRAD: the frozen encoder is back-propagated through, its gradients are
+    # never zeroed (zero_grad only sees the optimiser's parameters) and they count in the clip norm.
+    clip_params = list(model.parameters()) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else trainable
+    teacher = StmTeacher(cfg, info.device) if cfg.MODEL_DISTILLATION else None
+    return StepParts(model, optimizer, torch.amp.GradScaler("cuda", enabled=amp == "fp16"), teacher, clip_params,
+                     info.device, amp, rank_batch, min(rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or rank_batch), info)
 
-        if info.world_size > 1:
-            if info.device.type == "cuda":
-                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            else:
-                self.log.info("CPU processes: the refine head's BN keeps per-rank statistics "
-                              "(SyncBatchNorm needs CUDA); DDP broadcasts rank 0's buffers")
-            self.model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-        self.teacher = None
-        if cfg.MODEL_DISTILLATION:
-            self.teacher = StmTeacher(cfg, info.device, teacher_model)
-        self.stop_requested = False
-        self.nonfinite_in_row = self.nonfinite_total = 0
-        self.tb = self._tensorboard()
 
-    # ---- checkpoints ----
-    def resume_or_initialise(self) -> int:
-        """Resume from the newest loadable checkpoint (auto-resume), else initialise; returns the first step."""
-        cfg = self.cfg
-        self.resumed_rng = None
-        if cfg.TRAIN_AUTO_RESUME:
-            for step, path in checkpoints_newest_first(cfg.DIR_CKPT):
-                try:
-                    ckpt = read_checkpoint(path, "training checkpoint")
-                    self.model.load_state_dict(state_dict_of(ckpt, path, "training checkpoint"))
-                except (CheckpointError, RuntimeError) as err:
-                    self.log.warning(f"skipping checkpoint {path}: {err}")
-                    continue
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-                if ckpt.get("scaler"):
-                    self.scaler.load_state_dict(ckpt["scaler"])
-                rng = ckpt.get("rng") or []
-                self.resumed_rng = rng[self.info.rank] if self.info.rank < len(rng) else None
-                self.log.info(f"resumed from {path} (step {ckpt['step']})")
-                return ckpt["step"] + 1
-        if cfg.PRETRAIN:
-            path = cfg.PRETRAIN_MODEL
-            if os.path.isdir(path):  # a run's ckpt folder: its newest checkpoint (stage 2 from stage 1)
-                found = checkpoints_newest_first(path)
-                if not found:
-                    raise CheckpointError(f"PRETRAIN_MODEL folder {path} holds no save_step_*.pth; "
-                                          f"run the earlier stage first")
-                path = found[0][1]
-            try:
-                load_pretrained(self.model, path)
-            except CheckpointError as err:
-                raise CheckpointError(f"{err}\nPRETRAIN_MODEL initialises the encoder (see pretrained/README.md);"
-                                      f" to start from random weights pass --opts PRETRAIN False") from None
-        return cfg.TRAIN_START_STEP
+def wrap_distributed(parts: StepParts, log: logging.Logger) -> None:
+    """DistributedDataParallel (and SyncBatchNorm on GPU) for several processes; a no-op for one."""
+    if parts.world.world_size == 1:
+        return
+    model = parts.model
+    if parts.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    else:
+        log.info("CPU processes: the refine head's BN keeps per-rank statistics "
+                 "(SyncBatchNorm needs CUDA); DDP broadcasts rank 0's buffers")
+    parts.model = nn.parallel.DistributedDataParallel(
+        model, device_ids=[parts.device.index] if parts.device.type == "cuda" else None)
 
-    def save(self, step: int) -> None:
-        """Atomically write save_step_<step>.pth on rank 0 (every rank's RNG state included); prune old ones."""
-        states = [rng_state()]
-        if self.info.world_size > 1:
-            states = [None] * self.info.world_size
-            dist.all_gather_object(states, rng_state())
-        if not self.info.is_main:
-            return
-        model = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
-        path = os.path.join(self.cfg.DIR_CKPT, f"save_step_{step}.pth")
-        save_checkpoint({"state_dict": model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                         "step": step, "scaler": self.scaler.state_dict(), "rng": states,
-                         "config": self.cfg.to_dict()}, path)
-        for _, old in checkpoints_newest_first(self.cfg.DIR_CKPT)[self.cfg.TRAIN_MAX_KEEP_CKPT:]:
-            os.remove(old)
-        self.log.info(f"saved {path}")
 
-    # ---- one step ----
-    def train_step(self, batch: dict, step: int) -> tuple[list[float], list[float]] | None:
-        """Forward, loss, backward and update on one batch; None when the loss was not finite."""
-        cfg, device = self.cfg, self.info.device
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        frames = len(batch["curr_img"])
-        frame_losses, frame_ious = [0.0] * frames, [0.0] * frames
-        starts = list(range(0, self.batch, self.pass_size))
-        for index, start in enumerate(starts):
-            part = {k: _slice(v, start, start + self.pass_size, device, cfg.TRAIN_CHANNELS_LAST)
-                    for k, v in batch.items() if k != "meta"}
-            sync = index == len(starts) - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
-            share = part["ref_img"].shape[0] / self.batch  # this pass's part of the rank's batch
-            with contextlib.nullcontext() if sync else self.model.no_sync():
-                losses = self._frame_losses(part, frame_ious, share)
-                if cfg.TRAIN_LOSS_LAST_FRAME_ONLY:
-                    loss = 2 * losses[-1] / frames  # the authors' objective: the last frame only
-                else:
-                    loss = torch.stack(losses).mean()
-                loss = loss * share
-                if not all_true(bool(torch.isfinite(loss)), self.info):
-                    return None
-                self.scaler.scale(loss).backward()
-            for i, frame_loss in enumerate(losses):
-                frame_losses[i] += frame_loss.item() * share
-        self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_norm_(self.clip_params, cfg.TRAIN_CLIP_GRAD_NORM)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return frame_losses, frame_ious
+def fingerprint(cfg: Config) -> dict[str, Any]:
+    """The settings a run folder's checkpoints depend on (config.FINGERPRINT_KEYS)."""
+    return {key: cfg.to_dict()[key] for key in FINGERPRINT_KEYS}
 
-    def _frame_losses(self, part: dict, ious: list[float], weight: float) -> list[torch.Tensor]:
-        cfg = self.cfg
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
-        with torch.autocast(self.info.device.type, dtype=dtype, enabled=dtype is not None):
-            outputs = self.model(part["ref_img"], part["prev_img"], part["curr_img"])
-        losses = []
-        teacher_prev = part["prev_img"]
-        teacher_mask = part["prev_label" if cfg.MODEL_DISTILLATION_TEACHER_AS_DESIGNED else "prev_ids"]
-        for i, logits in enumerate(outputs):
-            target = part["curr_label"][i][:, 0].long()
-            loss = ohem_cross_entropy(logits, target)
-            if self.teacher is not None:
-                teacher_logits = self.teacher.logits(teacher_prev, teacher_mask, part["curr_img"][i])
-                w = cfg.MODEL_DISTILLATION_LOSS_WEIGHT
-                loss = (1 - w) * loss + w * distillation_kl(logits, teacher_logits)
-                teacher_prev = part["curr_img"][i]
-                teacher_mask = part["curr_label" if cfg.MODEL_DISTILLATION_TEACHER_AS_DESIGNED else "curr_ids"][i]
-            losses.append(loss)
-            ious[i] += batch_iou(logits.detach(), target) * weight
-        return losses
 
-    # ---- the loop ----
-    def run(self) -> None:
-        """Train from the start (or resume) step through TRAIN_TOTAL_STEPS, or until stopped."""
-        total = self.cfg.TRAIN_TOTAL_STEPS
-        if self.start_step > total:
-            self.log.info(f"nothing to do: checkpoint step {self.start_step - 1} is the final step {total}")
-            return
-        previous_handlers = self._install_signal_handlers()
-        try:
-            self._loop()
-        finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+# ---- initialisation and resume ----
 
-    def _loop(self) -> None:
-        cfg, info = self.cfg, self.info
-        total = cfg.TRAIN_TOTAL_STEPS
-        epoch, offset = divmod(self.start_step, self.steps_per_epoch)
-        self.sampler.set_position(epoch, offset * self.batch)
-        batches = iter(self.loader)
-        self.log.info(f"training steps {self.start_step}..{total} on {info.world_size} process(es), "
-                      f"{info.device}, batch {cfg.TRAIN_BATCH_SIZE} ({self.batch} per rank, passes of "
-                      f"{self.pass_size}), AMP {self.amp}, {len(self.trainable)} trainable tensors")
-        window = _Window(cfg.DATA_CURR_SEQ_LEN)
-        bar = tqdm(total=total + 1, initial=self.start_step, disable=not info.is_main, dynamic_ncols=True)
-        step = self.start_step
-        while step <= total:
-            start = now(info.device)
-            try:
-                batch = next(batches)
-            except StopIteration:
-                epoch += 1
-                self.sampler.set_position(epoch, 0)
-                batches = iter(self.loader)
-                batch = next(batches)
-            data_time = now(info.device) - start
-            result = self.train_step(batch, step)
-            step_time = now(info.device) - start
-            if result is None:
-                self.nonfinite_in_row += 1
-                self.nonfinite_total += 1
-                self.log.warning(f"step {step}: non-finite loss, update skipped "
-                                 f"({self.nonfinite_in_row} in a row, {self.nonfinite_total} in all)")
-                if self.nonfinite_in_row >= cfg.TRAIN_MAX_NONFINITE:
-                    raise RuntimeError(f"{self.nonfinite_in_row} non-finite losses in a row at step {step}; "
-                                       f"lower TRAIN_LR or check the data")
-            else:
-                self.nonfinite_in_row = 0
-                window.add(*result, step_time, data_time, int(batch["meta"]["skipped_bad"].sum()))
-            bar.update(1)
-            if result is not None:
-                bar.set_postfix(loss=f"{sum(result[0]) / len(result[0]):.4f}")
-                if self.tb is not None and step % cfg.TRAIN_TBLOG_STEP == 0:
-                    for i, (loss, iou) in enumerate(zip(*result)):
-                        self.tb.add_scalar(f"loss/frame{i}", loss, step)
-                        self.tb.add_scalar(f"iou/frame{i}", iou, step)
-                    self.tb.add_scalar("lr", learning_rate(step, cfg), step)
-                    self.tb.add_scalar("seconds_per_step", step_time, step)
-            if step % cfg.TRAIN_LOG_STEP == 0 or step == total:
-                self._log(step, window)
-            stop = any_true(self.stop_requested, info) or step == self.stop_step
-            if step % cfg.TRAIN_SAVE_STEP == 0 or step == total or stop:
-                self.save(step)
-            if stop:
-                self.log.info(f"stopped after step {step}; rerun the same command to resume")
+def pretrained_source(path: str) -> dict[str, Any]:
+    """Where PRETRAIN_MODEL initialises from: a file, or the newest checkpoint of a finished run's ckpt folder."""
+    step = None
+    if os.path.isdir(path):
+        for _, newest in checkpoints_newest_first(path):
+            with contextlib.suppress(CheckpointError):
+                ckpt = read_training_checkpoint(newest, mmap=True)
                 break
-            step += 1
-        bar.close()
-        in_sync = ranks_in_sync(self.model, info)
-        self.log.info(f"done at step {min(step, total)}; rank weights in sync: {in_sync}")
+        else:
+            raise CheckpointError(f"PRETRAIN_MODEL folder {path} holds no loadable save_step_*.pth; "
+                                  f"run the earlier stage first")
+        step, total = ckpt["step"], ckpt.get("config", {}).get("TRAIN_TOTAL_STEPS", ckpt["step"])
+        if step < total:
+            raise CheckpointError(f"PRETRAIN_MODEL {path}: that run is unfinished (it reached step {step} of "
+                                  f"{total}, {newest}); finish it first by rerunning its command")
+        path = newest
+    elif not os.path.isfile(path):
+        raise CheckpointError(f"PRETRAIN_MODEL not found: {path}; it initialises the encoder (see "
+                              f"pretrained/README.md); to start from random weights pass --opts PRETRAIN False")
+    return {"path": os.path.abspath(path), "step": step, "sha256": file_digest(path)}
 
-    def _log(self, step: int, window: "_Window") -> None:
-        if not window.count:
-            return
-        cfg, info = self.cfg, self.info
-        losses = " ".join(f"{v:.4f}" for v in window.mean(window.losses))
-        ious = " ".join(f"{v:.3f}" for v in window.mean(window.ious))
-        step_time = window.step_time / window.count
-        message = (f"step {step} lr {learning_rate(step, cfg):.2e} loss [{losses}] iou [{ious}] "
-                   f"{step_time:.3f} s/step {cfg.TRAIN_BATCH_SIZE / step_time:.2f} samples/s "
-                   f"data-wait {window.data_time / window.step_time:.1%} "
-                   f"peak-mem {peak_memory_mb(info.device):.0f} MiB")
-        if window.skipped_bad:
-            message += f" skipped-bad-samples {window.skipped_bad}"
-        self.log.info(message)
-        window.reset()
 
-    def _tensorboard(self):
-        if not (self.cfg.TRAIN_TBLOG and self.info.is_main):
-            return None
+def check_source_unchanged(cfg: Config, folder: RunFolder, log: logging.Logger) -> None:
+    """Refuse to go on when what this run was initialised from (e.g. stage 1) has changed since."""
+    recorded = folder.read_record().get("initialised_from")
+    if not (recorded and cfg.PRETRAIN and checkpoints_newest_first(cfg.DIR_CKPT)):
+        return
+    try:
+        current = pretrained_source(cfg.PRETRAIN_MODEL)
+    except CheckpointError as err:
+        log.warning(f"cannot check what this run started from: {err}")
+        return
+    if (current["path"], current["sha256"]) != (recorded["path"], recorded["sha256"]):
+        raise RunFolderError(f"{cfg.PRETRAIN_MODEL} changed since this run started from it (then {recorded['path']}"
+                             f" at step {recorded['step']}, now {current['path']} at step {current['step']}); "
+                             f"pass --restart to set this run aside and start again from the new one")
+
+
+def resume_or_initialise(cfg: Config, parts: StepParts, checkpointer: Checkpointer, folder: RunFolder,
+                         log: logging.Logger) -> tuple[int, dict | None, str | None]:
+    """Resume from the newest loadable checkpoint, else initialise; (first step, RNG state, checkpoint path)."""
+    found = checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
+    if found is not None:
+        ckpt, path = found
         try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.log.warning("TRAIN_TBLOG is on but tensorboard is not installed (pip install tensorboard)")
-            return None
-        return SummaryWriter(self.cfg.DIR_TB_LOG)
+            parts.lsta.load_state_dict(ckpt["state_dict"])
+            parts.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{path} does not fit this model and optimiser ({str(err).splitlines()[0]}); "
+                                  f"train under another --exp_name, or pass --restart") from None
+        if ckpt.get("scaler"):
+            parts.scaler.load_state_dict(ckpt["scaler"])
+        params = dict(parts.lsta.named_parameters())
+        for name, grad in ckpt.get("accumulated_grads", {}).items():
+            params[name].grad = grad.to(parts.device)
+        states = ckpt.get("rng") or []
+        rank = parts.world.rank
+        log.info(f"resumed from {path} (step {ckpt['step']})")
+        return ckpt["step"] + 1, states[rank] if rank < len(states) else None, path
+    if cfg.PRETRAIN:
+        source = pretrained_source(cfg.PRETRAIN_MODEL)
+        load_pretrained(parts.lsta, source["path"])
+        if parts.world.is_main:
+            folder.write_record(initialised_from=source)
+    return cfg.TRAIN_START_STEP, None, None
 
-    def _install_signal_handlers(self) -> dict:
-        def request_stop(signum, _frame):
-            self.log.warning(f"received {signal.Signals(signum).name}: saving a checkpoint after this step")
-            self.stop_requested = True
-        return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+def save(cfg: Config, parts: StepParts, checkpointer: Checkpointer, step: int) -> str | None:
+    """Write save_step_<step>.pth on rank 0 with every rank's RNG state; returns its path there."""
+    states = gather_objects(rng_state(), parts.world)
+    if not parts.world.is_main:
+        return None
+    lsta = parts.lsta
+    in_optimizer = {id(p) for group in parts.optimizer.param_groups for p in group["params"]}
+    # Gradients that zero_grad never clears (the authors' encoder mode) are part of the state.
+    accumulated = {n: p.grad.detach().clone() for n, p in lsta.named_parameters()
+                   if p.grad is not None and id(p) not in in_optimizer}
+    return checkpointer.save(step, {"state_dict": lsta.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                                    "step": step, "scaler": parts.scaler.state_dict(), "rng": states,
+                                    "accumulated_grads": accumulated, "config": cfg.to_dict()})
 
 
-class _Window:
-    """Running sums between two log lines."""
+# ---- one step ----
 
-    def __init__(self, frames: int) -> None:
-        self.frames = frames
-        self.reset()
+def train_step(parts: StepParts, batch: dict, step: int, cfg: Config) -> StepResult | None:
+    """Forward, loss, backward and update on this process's batch; None when the loss was not finite.
 
-    def reset(self) -> None:
-        self.losses, self.ious = [0.0] * self.frames, [0.0] * self.frames
-        self.count, self.step_time, self.data_time, self.skipped_bad = 0, 0.0, 0.0, 0
+    The loss is the mean over the global batch of per-sample losses, so it does not depend on how
+    the batch is split over processes (DDP averages) or passes (accumulated shares).
+    """
+    for group in parts.optimizer.param_groups:
+        group["lr"] = learning_rate(step, cfg)
+    parts.model.train()
+    parts.optimizer.zero_grad(set_to_none=True)
+    frames = len(batch["curr_img"])
+    losses, ious = [0.0] * frames, [0.0] * frames
+    starts = list(range(0, parts.rank_batch, parts.pass_size))
+    ddp = isinstance(parts.model, nn.parallel.DistributedDataParallel)
+    for index, start in enumerate(starts):
+        part = {k: _slice(v, start, start + parts.pass_size, parts.device, cfg.TRAIN_CHANNELS_LAST)
+                for k, v in batch.items() if k != "meta"}
+        share = part["ref_img"].shape[0] / parts.rank_batch
+        sync = index == len(starts) - 1 or not ddp
+        with contextlib.nullcontext() if sync else parts.model.no_sync():
+            per_frame = _frame_losses(parts, part, cfg, ious, share)  # each (samples,)
+            if cfg.TRAIN_LOSS_LAST_FRAME_ONLY:
+                per_sample = 2 * per_frame[-1] / frames  # the authors' objective: the last frame only
+            else:
+                per_sample = torch.stack(per_frame).mean(0)
+            loss = per_sample.sum() / parts.rank_batch
+            if not all_true(bool(torch.isfinite(loss)), parts.world):
+                return None
+            parts.scaler.scale(loss).backward()
+        for i, frame_loss in enumerate(per_frame):
+            losses[i] += frame_loss.detach().sum().item() / parts.rank_batch
+    parts.scaler.unscale_(parts.optimizer)
+    nn.utils.clip_grad_norm_(parts.clip_params, cfg.TRAIN_CLIP_GRAD_NORM)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return StepResult(losses, ious)
 
-    def add(self, losses, ious, step_time, data_time, skipped_bad) -> None:
-        self.losses = [a + b for a, b in zip(self.losses, losses)]
-        self.ious = [a + b for a, b in zip(self.ious, ious)]
-        self.count += 1
-        self.step_time += step_time
-        self.data_time += data_time
-        self.skipped_bad += skipped_bad
 
-    def mean(self, values: list[float]) -> list[float]:
-        return [v / self.count for v in values]
+def _frame_losses(parts: StepParts, part: dict, cfg: Config, ious: list[float], share: float) -> list[torch.Tensor]:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(parts.amp)
+    with torch.autocast(parts.device.type, dtype=dtype, enabled=dtype is not None):
+        outputs = parts.model(part["ref_img"], part["prev_img"], part["curr_img"])
+    as_designed = cfg.MODEL_DISTILLATION_TEACHER_AS_DESIGNED
+    teacher_prev, teacher_mask = part["prev_img"], part["prev_label" if as_designed else "prev_ids"]
+    losses = []
+    for i, logits in enumerate(outputs):
+        target = part["curr_label"][i][:, 0].long()
+        loss = ohem_cross_entropy(logits, target)
+        if parts.teacher is not None:
+            teacher_logits = parts.teacher.logits(teacher_prev, teacher_mask, part["curr_img"][i])
+            w = cfg.MODEL_DISTILLATION_LOSS_WEIGHT
+            loss = (1 - w) * loss + w * distillation_kl(logits, teacher_logits)
+            teacher_prev = part["curr_img"][i]
+            teacher_mask = part["curr_label" if as_designed else "curr_ids"][i]
+        losses.append(loss)
+        ious[i] += batch_iou(logits.detach(), target) * share
+    return losses
 
 
 def _slice(value, start: int, end: int, device: torch.device, channels_last: bool):
@@ -352,22 +281,226 @@ def _slice(value, start: int, end: int, device: torch.device, channels_last: boo
     return value
 
 
+# ---- the run ----
+
+class _Window:
+    """Running sums between two log lines."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.reset()
+
+    def reset(self) -> None:
+        self.losses, self.ious = [0.0] * self.frames, [0.0] * self.frames
+        self.count, self.step_time, self.data_time, self.skipped_bad = 0, 0.0, 0.0, 0
+
+    def add(self, result: StepResult, step_time: float, data_time: float, skipped_bad: int) -> None:
+        self.losses = [a + b for a, b in zip(self.losses, result.losses)]
+        self.ious = [a + b for a, b in zip(self.ious, result.ious)]
+        self.count += 1
+        self.step_time += step_time
+        self.data_time += data_time
+        self.skipped_bad += skipped_bad
+
+    def mean(self, values: list[float]) -> list[float]:
+        return [v / self.count for v in values]
+
+
+def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bool = False) -> int:
+    """Run (or resume) the training of `cfg` in its run folder; returns the exit status."""
+    folder = RunFolder(cfg.DIR_RESULT, cfg.DIR_CKPT, cfg.DIR_TB_LOG)
+    checkpointer = Checkpointer(cfg.DIR_CKPT, cfg.TRAIN_MAX_KEEP_CKPT)
+    set_aside = previous_holder = None
+    if info.is_main:
+        if not restart:  # read-only: a refused run changes nothing
+            folder.check_settings(fingerprint(cfg), has_checkpoints=bool(checkpoints_newest_first(cfg.DIR_CKPT)))
+        previous_holder = folder.lock()
+        if restart:
+            set_aside = folder.set_aside()
+    log = setup_logger("lsta.train", os.path.join(cfg.DIR_RESULT, "train.log"), info.is_main)
+    checkpointer.log = log
+    summary = {"exp_name": cfg.EXP_NAME, "status": "starting", "exit_code": None, "total_steps": cfg.TRAIN_TOTAL_STEPS,
+               "world_size": info.world_size, "device": str(info.device), "started": time.time()}
+    try:
+        if info.is_main:
+            if set_aside:
+                log.info(f"--restart: the earlier run of {cfg.DIR_RESULT} was moved to {set_aside}")
+            if previous_holder:
+                log.info(f"took over {folder.lock_path} from a run that is no longer running ({previous_holder})")
+            checkpointer.remove_stale_temporaries()
+            save_run_config(cfg, os.path.join(cfg.DIR_RESULT, "config.json"))
+            folder.write_record(fingerprint=fingerprint(cfg))
+        code = _run(cfg, info, folder, checkpointer, log, summary, stop_step)
+    except USER_ERRORS as err:
+        log.error(f"error: {err}")
+        summary.update(status="failed", exit_code=1, error=str(err))
+        code = 1
+    except Exception as err:
+        log.exception(f"unexpected error: {err}")  # a bug: the traceback goes to train.log too
+        summary.update(status="failed", exit_code=1, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        summary["wall_seconds"] = time.time() - summary.pop("started", time.time())
+        if info.is_main:
+            folder.write_summary(summary)
+            folder.unlock()
+    return code
+
+
+def _run(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpointer, log: logging.Logger,
+         summary: dict, stop_step: int | None) -> int:
+    stop = StopRequest(lambda name: log.warning(f"received {name}: saving a checkpoint after this step"))
+    try:
+        check_source_unchanged(cfg, folder, log)
+        parts = build_parts(cfg, info, log)
+        start_step, rng, resumed_from = resume_or_initialise(cfg, parts, checkpointer, folder, log)
+        summary.update(start_step=start_step, last_step=start_step - 1, last_checkpoint=resumed_from)
+        total = cfg.TRAIN_TOTAL_STEPS
+        if start_step > total:
+            log.info(f"nothing to do: checkpoint step {start_step - 1} is the final step {total}")
+            summary.update(status="completed", exit_code=0)
+            return 0
+        seed_everything(cfg.TRAIN_SEED + 1000 * info.rank + start_step)
+        if rng is not None:
+            set_rng_state(rng)
+        wrap_distributed(parts, log)
+        loader, sampler = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch, info.rank,
+                                             info.world_size)
+        return _loop(cfg, parts, loader, sampler, start_step, checkpointer, folder, log, summary, stop, stop_step)
+    finally:
+        stop.restore()
+
+
+def _loop(cfg: Config, parts: StepParts, loader, sampler, start_step: int, checkpointer: Checkpointer,
+          folder: RunFolder, log: logging.Logger, summary: dict, stop: StopRequest, stop_step: int | None) -> int:
+    info, total = parts.world, cfg.TRAIN_TOTAL_STEPS
+    steps_per_epoch = sampler.num_samples // parts.rank_batch
+    epoch, offset = divmod(start_step, steps_per_epoch)
+    sampler.set_position(epoch, offset * parts.rank_batch)
+    with stop.ignored_by_new_processes():
+        batches = iter(loader)
+    tb = _tensorboard(cfg, info, log)
+    log.info(f"training steps {start_step}..{total} on {info.world_size} process(es), {info.device}, batch "
+             f"{cfg.TRAIN_BATCH_SIZE} ({parts.rank_batch} per rank, passes of {parts.pass_size}), AMP {parts.amp}, "
+             f"{len(parts.optimizer.param_groups[0]['params'])} trainable tensors")
+    summary.update(status="running", history=[], nonfinite_steps=0, skipped_bad_samples=0)
+    window = _Window(cfg.DATA_CURR_SEQ_LEN)
+    bar = tqdm(total=total + 1, initial=start_step, disable=not info.is_main, dynamic_ncols=True)
+    nonfinite_in_row = 0
+    step = start_step
+    while step <= total:
+        start = now(parts.device)
+        try:
+            batch = next(batches)
+        except StopIteration:
+            epoch += 1
+            sampler.set_position(epoch, 0)
+            batches = iter(loader)
+            batch = next(batches)
+        data_time = now(parts.device) - start
+        result = train_step(parts, batch, step, cfg)
+        step_time = now(parts.device) - start
+        if result is None:
+            nonfinite_in_row += 1
+            summary["nonfinite_steps"] += 1
+            log.warning(f"step {step}: non-finite loss, update skipped "
+                        f"({nonfinite_in_row} in a row, {summary['nonfinite_steps']} in all)")
+            if nonfinite_in_row >= cfg.TRAIN_MAX_NONFINITE:
+                raise ValueError(f"{nonfinite_in_row} non-finite losses in a row at step {step}; "
+                                 f"lower TRAIN_LR or check the data")
+        else:
+            nonfinite_in_row = 0
+            skipped = int(batch["meta"]["skipped_bad"].sum())
+            summary["skipped_bad_samples"] += skipped
+            window.add(result, step_time, data_time, skipped)
+            bar.set_postfix(loss=f"{sum(result.losses) / len(result.losses):.4f}")
+            if tb is not None and step % cfg.TRAIN_TBLOG_STEP == 0:
+                _tensorboard_scalars(tb, cfg, result, step, step_time)
+        bar.update(1)
+        summary["last_step"] = step
+        if step % cfg.TRAIN_LOG_STEP == 0 or step == total:
+            _log(cfg, parts, step, window, log, summary, folder)
+        stopping = any_true(stop.requested, info) or (stop_step is not None and step >= stop_step)
+        if step % cfg.TRAIN_SAVE_STEP == 0 or step == total or stopping:
+            path = save(cfg, parts, checkpointer, step)
+            if info.is_main:
+                log.info(f"saved {path}")
+                summary.update(last_checkpoint=path)
+        if stopping:
+            break
+        step += 1
+    bar.close()
+    if tb is not None:
+        tb.close()
+    summary["ranks_in_sync"] = ranks_in_sync(parts.model, info)
+    if step < total:
+        why = f"signal {stop.signal_name}" if stop.requested else f"--stop_step {stop_step}"
+        log.info(f"stopped after step {step} ({why}); rerun the same command to resume")
+        summary.update(status="stopped", exit_code=EXIT_STOPPED, stop_reason=why)
+        return EXIT_STOPPED
+    log.info(f"done at step {total}; rank weights in sync: {summary['ranks_in_sync']}")
+    summary.update(status="completed", exit_code=0)
+    return 0
+
+
+def _log(cfg: Config, parts: StepParts, step: int, window: _Window, log: logging.Logger, summary: dict,
+         folder: RunFolder) -> None:
+    if not window.count:
+        return
+    losses, ious = window.mean(window.losses), window.mean(window.ious)
+    step_time = window.step_time / window.count
+    figures = {"step": step, "lr": learning_rate(step, cfg), "losses": losses, "ious": ious,
+               "seconds_per_step": step_time, "samples_per_second": cfg.TRAIN_BATCH_SIZE / step_time,
+               "data_wait_fraction": window.data_time / window.step_time,
+               "peak_memory_mb": peak_memory_mb(parts.device)}
+    message = (f"step {step} lr {figures['lr']:.2e} loss [{' '.join(f'{v:.4f}' for v in losses)}] "
+               f"iou [{' '.join(f'{v:.3f}' for v in ious)}] {step_time:.3f} s/step "
+               f"{figures['samples_per_second']:.2f} samples/s data-wait {figures['data_wait_fraction']:.1%} "
+               f"peak-mem {figures['peak_memory_mb']:.0f} MiB")
+    if window.skipped_bad:
+        message += f" skipped-bad-samples {window.skipped_bad}"
+    log.info(message)
+    summary.update(figures)
+    summary["history"].append({"step": step, "loss": sum(losses) / len(losses), "iou": sum(ious) / len(ious)})
+    if parts.world.is_main:
+        folder.write_summary(summary)
+    window.reset()
+
+
+def _tensorboard(cfg: Config, info: DistInfo, log: logging.Logger):
+    if not (cfg.TRAIN_TBLOG and info.is_main):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(cfg.DIR_TB_LOG)
+
+
+def _tensorboard_scalars(tb, cfg: Config, result: StepResult, step: int, step_time: float) -> None:
+    for i, (loss, iou) in enumerate(zip(result.losses, result.ious)):
+        tb.add_scalar(f"loss/frame{i}", loss, step)
+        tb.add_scalar(f"iou/frame{i}", iou, step)
+    tb.add_scalar("lr", learning_rate(step, cfg), step)
+    tb.add_scalar("seconds_per_step", step_time, step)
+    tb.add_scalar("samples_per_second", cfg.TRAIN_BATCH_SIZE / step_time, step)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--stop_step", type=int, default=None,
                         help="save a checkpoint and stop after this step (time-limited jobs); rerun to resume")
+    parser.add_argument("--restart", action="store_true",
+                        help="set the run folder's earlier run aside (into log/<exp>/archive/) and start again")
     args = parser.parse_args()
     cfg = load_config(args)
     info = init_distributed(cfg.DEVICE)
     try:
-        if info.is_main:
-            save_run_config(cfg, os.path.join(cfg.DIR_RESULT, "config.json"))
-        Trainer(cfg, info, args.stop_step).run()
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+        code = train(cfg, info, args.stop_step, args.restart)
+    except USER_ERRORS as err:  # raised before the run's log exists (another run, other settings)
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
     finally:
         cleanup()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

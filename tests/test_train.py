@@ -1,22 +1,26 @@
+import json
+import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from config import Config
+from dataloaders.loader import build_train_loader
+from dataloaders.train_datasets import build_train_dataset
 from networks.stm import STM
 from tests.conftest import ROOT
-from train import Trainer, checkpoints_newest_first
+from train import EXIT_STOPPED, build_parts, train, train_step
+from utils.checkpointer import checkpoints_newest_first
 from utils.distributed import DistInfo
 from utils.losses import ohem_cross_entropy
 from utils.schedule import learning_rate
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
+LOG = logging.getLogger("tests")
 TINY = ["DATA_RANDOMCROP", "(65, 65)", "DATA_CURR_SEQ_LEN", "2", "TRAIN_BATCH_SIZE", "2", "DATA_WORKERS", "0",
         "TRAIN_LOG_STEP", "1", "TRAIN_WARM_UP_STEPS", "2", "DATA_SHORT_EDGE_LEN", "70"]
 
@@ -32,10 +36,20 @@ def tiny_cfg(toy_root: str, tmp_path, **overrides) -> Config:
     return cfg
 
 
+def summary(cfg: Config) -> dict:
+    with open(os.path.join(cfg.DIR_RESULT, "summary.json")) as f:
+        return json.load(f)
+
+
 def final_state(cfg: Config) -> dict:
     step, path = checkpoints_newest_first(cfg.DIR_CKPT)[0]
     assert step == cfg.TRAIN_TOTAL_STEPS
-    return torch.load(path, weights_only=False)["state_dict"]
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def first_batch(cfg: Config, parts) -> dict:
+    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
+    return next(iter(loader))
 
 
 def test_schedule_and_ohem():
@@ -51,64 +65,62 @@ def test_schedule_and_ohem():
     labels[0, 0, :4] = 0
     hard = torch.nn.functional.cross_entropy(logits, labels, reduction="none")[0, 0, 0]
     assert ohem_cross_entropy(logits, labels).item() == pytest.approx(hard.item())
-    # All easy: the hardest quarter-of-a-sixteenth is averaged instead of nothing.
+    # All easy: the hardest sixteenth is averaged instead of nothing.
     assert ohem_cross_entropy(logits, torch.ones(1, 8, 8, dtype=torch.long)).item() > 0
 
 
-def test_updates_reduce_the_loss_on_a_batch(toy_root, tmp_path):
-    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LR=0.01, TRAIN_WARM_UP_STEPS=0)
-    trainer = Trainer(cfg, CPU)
-    batch = next(iter(trainer.loader))
-    losses = [sum(trainer.train_step(batch, step=10)[0]) for _ in range(12)]
-    assert losses[-1] < 0.7 * losses[0], losses
+def _batch_loss(parts, batch, cfg) -> float:
+    """The training objective on `batch` with fixed dropout draws, parameters untouched."""
+    from train import _frame_losses
+    torch.manual_seed(123)
+    with torch.no_grad():
+        per_frame = _frame_losses(parts, {k: v for k, v in batch.items() if k != "meta"}, cfg, [0.0] * 2, 1.0)
+    return torch.stack(per_frame).mean().item()
+
+
+def test_small_steps_lower_the_loss_on_their_batch(toy_root, tmp_path):
+    # Gradient descent with a small step lowers the objective it descends: a property of the
+    # computation, not of one machine's trajectory (here ~30 % lower; asserted: 5 %).
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LR=2e-3, TRAIN_WARM_UP_STEPS=0, TRAIN_TOTAL_STEPS=1000)
+    parts = build_parts(cfg, CPU, LOG)
+    batch = first_batch(cfg, parts)
+    before = _batch_loss(parts, batch, cfg)
+    for step in range(5):
+        assert train_step(parts, batch, step, cfg) is not None
+    assert _batch_loss(parts, batch, cfg) < 0.95 * before
 
 
 def test_frozen_encoder_is_left_unchanged(toy_root, tmp_path):
-    cfg = tiny_cfg(toy_root, tmp_path, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True, TRAIN_TOTAL_STEPS=2)
-    trainer = Trainer(cfg, CPU)
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.run()
-    after = trainer.model.state_dict()
+    cfg = tiny_cfg(toy_root, tmp_path, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
+    parts = build_parts(cfg, CPU, LOG)
+    batch = first_batch(cfg, parts)
+    before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
+    for step in (5, 6):
+        train_step(parts, batch, step, cfg)
+    after = parts.lsta.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("feature_extractor."))
     assert not torch.equal(before["pred.weight"], after["pred.weight"])
     assert torch.equal(before["LTM.w"], after["LTM.w"])
 
 
-def test_resume_is_bitwise_identical(toy_root, tmp_path):
-    # Dropout in the trained encoder, BN statistics and momentum all have to be restored exactly.
-    full = tiny_cfg(toy_root, tmp_path / "full", TRAIN_TOTAL_STEPS=5)
-    Trainer(full, CPU).run()
-    split = tiny_cfg(toy_root, tmp_path / "split", TRAIN_TOTAL_STEPS=5)
-    Trainer(split, CPU, stop_step=2).run()
-    assert [s for s, _ in checkpoints_newest_first(split.DIR_CKPT)][0] == 2
-    resumed = Trainer(split, CPU)
-    assert resumed.start_step == 3
-    resumed.run()
+@pytest.mark.parametrize("authors_grad", [False, True])
+def test_resume_is_bitwise_identical(toy_root, tmp_path, authors_grad):
+    # Dropout in the trained encoder, BN statistics, momentum, and (authors' mode) the encoder's
+    # never-zeroed gradients all have to be restored exactly.
+    settings = dict(TRAIN_TOTAL_STEPS=5, TRAIN_AUTHORS_ENCODER_GRAD=authors_grad,
+                    MODEL_TRAIN_ENCODER=not authors_grad, MODEL_FREEZE_BN=authors_grad)
+    full = tiny_cfg(toy_root, tmp_path / "full", **settings)
+    assert train(full, CPU) == 0
+    split = tiny_cfg(toy_root, tmp_path / "split", **settings)
+    assert train(split, CPU, stop_step=2) == EXIT_STOPPED
+    assert summary(split)["status"] == "stopped" and summary(split)["last_step"] == 2
+    assert train(split, CPU) == 0
+    assert summary(split)["start_step"] == 3 and summary(split)["status"] == "completed"
     a, b = final_state(full), final_state(split)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_truncated_newest_checkpoint_is_skipped(toy_root, tmp_path):
-    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=3, TRAIN_SAVE_STEP=1)
-    Trainer(cfg, CPU).run()
-    (step, newest), (older_step, _) = checkpoints_newest_first(cfg.DIR_CKPT)[:2]
-    data = open(newest, "rb").read()
-    open(newest, "wb").write(data[: len(data) // 3])
-    trainer = Trainer(cfg, CPU)
-    assert trainer.start_step == older_step + 1 == step
-    assert "skipping checkpoint" in open(os.path.join(cfg.DIR_RESULT, "train.log")).read()
-
-
-def test_checkpoint_contents_and_pruning(toy_root, tmp_path):
-    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=4, TRAIN_SAVE_STEP=1, TRAIN_MAX_KEEP_CKPT=2)
-    Trainer(cfg, CPU).run()
-    found = checkpoints_newest_first(cfg.DIR_CKPT)
-    assert [s for s, _ in found] == [4, 3]
-    ckpt = torch.load(found[0][1], weights_only=False)
-    assert set(ckpt) == {"state_dict", "optimizer", "step", "scaler", "rng", "config"}
-    assert not any(k.startswith("module.") for k in ckpt["state_dict"])
-    assert not [f for f in os.listdir(cfg.DIR_CKPT) if ".tmp" in f]
+    ckpt = torch.load(checkpoints_newest_first(split.DIR_CKPT)[0][1], weights_only=True)
+    assert bool(ckpt["accumulated_grads"]) is authors_grad
 
 
 def test_distillation_with_random_teacher(toy_root, tmp_path):
@@ -116,39 +128,42 @@ def test_distillation_with_random_teacher(toy_root, tmp_path):
     path = tmp_path / "STM_weights.pth"
     torch.save({"module." + k: v for k, v in STM().state_dict().items()}, path)
     for as_designed in (False, True):
-        cfg = tiny_cfg(toy_root, tmp_path / str(as_designed), MODEL_DISTILLATION=True, TRAIN_TOTAL_STEPS=1,
+        cfg = tiny_cfg(toy_root, tmp_path / str(as_designed), MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(path),
                        MODEL_DISTILLATION_TEACHER_AS_DESIGNED=as_designed)
-        trainer = Trainer(cfg, CPU)
-        assert trainer.teacher.model.training is not as_designed
-        trainer.run()
-        assert final_state(cfg)["pred.weight"].isfinite().all()
+        parts = build_parts(cfg, CPU, LOG)
+        assert parts.teacher.model.training is not as_designed
+        result = train_step(parts, first_batch(cfg, parts), 5, cfg)
+        assert result is not None and all(torch.isfinite(torch.tensor(result.losses)))
+        assert parts.lsta.pred.weight.isfinite().all()
     missing = tiny_cfg(toy_root, tmp_path / "x", MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(tmp_path / "none.pth"))
-    with pytest.raises(RuntimeError, match="MODEL_DISTILLATION False"):
-        Trainer(missing, CPU)
+    with pytest.raises(RuntimeError, match="none.pth.*MODEL_DISTILLATION False"):
+        build_parts(missing, CPU, LOG)
 
 
 def test_authors_loss_and_encoder_gradient_switches(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LOSS_LAST_FRAME_ONLY=True, TRAIN_AUTHORS_ENCODER_GRAD=True,
                    MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
-    trainer = Trainer(cfg, CPU)
-    batch = next(iter(trainer.loader))
-    trainer.train_step(batch, 5)
-    grad = trainer.model.feature_extractor.backbone.conv1.weight.grad.clone()
-    trainer.train_step(batch, 6)
+    parts = build_parts(cfg, CPU, LOG)
+    batch = first_batch(cfg, parts)
+    train_step(parts, batch, 5, cfg)
+    conv1 = parts.lsta.feature_extractor.backbone.conv1.weight
+    grad = conv1.grad.clone()
+    train_step(parts, batch, 6, cfg)
     # Never zeroed: the encoder's gradients accumulate over steps, as in the authors' code.
-    assert trainer.model.feature_extractor.backbone.conv1.weight.grad.norm() > grad.norm()
+    assert conv1.grad.norm() > grad.norm()
 
 
 def test_missing_pretrained_file_says_how_to_turn_it_off(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, PRETRAIN=True, PRETRAIN_MODEL=str(tmp_path / "nope.pth.tar"))
-    with pytest.raises(RuntimeError, match="nope.pth.tar.*\n.*PRETRAIN False"):
-        Trainer(cfg, CPU)
+    assert train(cfg, CPU) == 1
+    error = summary(cfg)["error"]
+    assert "nope.pth.tar" in error and "PRETRAIN False" in error and "\n" not in error
 
 
-def _cli(tmp_path, toy_root, steps):
-    return ["train.py", "--preset", "toy", "--opts", *TINY, "DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path),
+def _cli(tmp_path, toy_root, steps, *extra):
+    return ["train.py", "--preset", "toy", *extra, "--opts", *TINY, "DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path),
             "TRAIN_TOTAL_STEPS", str(steps)]
 
 
@@ -160,27 +175,9 @@ def _free_port() -> int:
 
 def test_torchrun_two_processes_gloo(toy_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()),
-           *_cli(tmp_path, toy_root, 2)]
+           "--master_port", str(_free_port()), *_cli(tmp_path, toy_root, 2)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    log = open(tmp_path / "log" / "toy" / "train.log").read()
-    assert "2 process(es)" in log and "(1 per rank" in log
-    assert "rank weights in sync: True" in log
+    result = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())
+    assert result["world_size"] == 2 and result["ranks_in_sync"] is True and result["status"] == "completed"
     assert os.path.exists(tmp_path / "log" / "toy" / "ckpt" / "save_step_2.pth")
-
-
-def test_sigterm_leaves_a_loadable_checkpoint(toy_root, tmp_path):
-    cmd = [sys.executable, *_cli(tmp_path, toy_root, 10000), "TRAIN_SAVE_STEP", "100000"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = tmp_path / "log" / "toy" / "train.log"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and "step 2 " in log.read_text()):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output[-2000:]
-    (step, path), *_ = checkpoints_newest_first(str(tmp_path / "log" / "toy" / "ckpt"))
-    assert 2 <= step < 10000
-    ckpt = torch.load(path, weights_only=False)
-    assert ckpt["step"] == step and "stopped after step" in log.read_text()

@@ -35,8 +35,11 @@ SETTINGS = {
 def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict:
     """Time `steps` train steps (after one warm-up) of one setting in this process."""
     from config import Config
-    from train import Trainer
+    from dataloaders.loader import build_train_loader
+    from dataloaders.train_datasets import build_train_dataset
+    from train import build_parts, train_step
     from utils.distributed import init_distributed
+    from utils.logger import setup_logger
     from utils.timing import now, peak_memory_mb
 
     cfg = Config()
@@ -48,17 +51,18 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
                        **SETTINGS[name]["opts"]}.items():
         cfg.set(key, value)
     info = init_distributed(cfg.DEVICE)
-    trainer = Trainer(cfg, info)
-    batch = next(iter(trainer.loader))
-    trainer.train_step(batch, 100)
+    parts = build_parts(cfg, info, setup_logger("bench_train", None))
+    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
+    batch = next(iter(loader))
+    train_step(parts, batch, 100, cfg)
     if info.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = now(info.device)
     for i in range(steps):
-        trainer.train_step(batch, 101 + i)
+        train_step(parts, batch, 101 + i, cfg)
     seconds = (now(info.device) - start) / steps
     return {"setting": name, "device": str(info.device), "batch": cfg.TRAIN_BATCH_SIZE,
-            "crop": list(cfg.DATA_RANDOMCROP), "frames": cfg.DATA_CURR_SEQ_LEN + 2, "amp": trainer.amp,
+            "crop": list(cfg.DATA_RANDOMCROP), "frames": cfg.DATA_CURR_SEQ_LEN + 2, "amp": parts.amp,
             "backbone": cfg.MODEL_BACKBONE, "s_per_step": seconds,
             "samples_per_s": cfg.TRAIN_BATCH_SIZE / seconds, "peak_mb": peak_memory_mb(info.device)}
 

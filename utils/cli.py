@@ -10,6 +10,7 @@ import sys
 import torch
 
 from config import Config
+from utils.files import write_json
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +49,7 @@ def save_run_config(cfg: Config, path: str) -> None:
         "device": cfg.DEVICE,
         "device_name": torch.cuda.get_device_name(0) if cfg.DEVICE.startswith("cuda") else "cpu",
     }
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json(path, record)
 
 
 def _git_commit() -> str | None:

@@ -54,6 +54,15 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     return not all_true(not flag, info)
 
 
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """`obj` of every rank, in rank order (a one-element list for one process)."""
+    if info.world_size == 1:
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def ranks_in_sync(model: torch.nn.Module, info: DistInfo) -> bool:
     """Whether every rank holds bitwise the same parameters (compares rank 0's copy on each rank)."""
     if info.world_size == 1:

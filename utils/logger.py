@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from tqdm import tqdm
 
 
 class _TqdmHandler(logging.Handler):
+    # Through tqdm, so that a progress bar is redrawn below the line; warnings and errors on stderr.
     def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record))
+        tqdm.write(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout)
 
 
 def setup_logger(name: str, path: str | None, is_main: bool = True) -> logging.Logger:
     """A logger writing to the console (through tqdm) and, on rank 0, to `path`."""
+    # A full disk must not turn each later log line into a traceback on the console.
+    logging.raiseExceptions = False
     logger = logging.getLogger(name)
     logger.handlers.clear()
     logger.propagate = False

@@ -1,4 +1,8 @@
-"""Training losses: OHEM cross-entropy and the distillation KL term, as the authors define them."""
+"""Training losses: OHEM cross-entropy and the distillation KL term, per sample, as the authors define them.
+
+The authors trained one sample per GPU, so each of their losses covered one sample. Computing
+them per sample keeps that meaning whatever the split of a batch over passes and processes.
+"""
 from __future__ import annotations
 
 import math
@@ -11,12 +15,16 @@ IGNORE_LABEL = 255
 
 
 def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean CE over the pixels whose loss exceeds −ln 0.7, or over the hardest ⌊pixels/16⌋ if fewer do.
+    """Per sample (B,): mean CE over pixels whose loss exceeds −ln 0.7, or over the hardest ⌊pixels/16⌋ if fewer do.
 
     logits (B,2,H,W), labels (B,H,W) long; label 255 is ignored (it never occurs in binary targets).
     """
-    loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="none").flatten()
-    loss = loss[labels.flatten() != IGNORE_LABEL]
+    loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="none").flatten(1)
+    valid = labels.flatten(1) != IGNORE_LABEL
+    return torch.stack([_ohem_mean(sample[keep]) for sample, keep in zip(loss, valid)])
+
+
+def _ohem_mean(loss: torch.Tensor) -> torch.Tensor:
     min_kept = loss.numel() // 16
     hard = loss[loss > OHEM_THRESHOLD]
     if hard.numel() >= min_kept and hard.numel() > 0:
@@ -25,10 +33,10 @@ def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 
 def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """KLDivLoss(reduction='mean')(log_softmax(student), softmax(teacher)): the mean over every element."""
+    """Per sample (B,): KLDivLoss(reduction='mean')(log_softmax(student), softmax(teacher)) over its elements."""
     pointwise = F.kl_div(F.log_softmax(student_logits.float(), dim=1), F.softmax(teacher_logits.float(), dim=1),
                          reduction="none")
-    return pointwise.mean()
+    return pointwise.flatten(1).mean(1)
 
 
 def batch_iou(logits: torch.Tensor, labels: torch.Tensor) -> float:
