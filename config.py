@@ -75,7 +75,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "TRAIN_SAVE_STEP": 100,
         "TRAIN_LOG_STEP": 20,
         "MODEL_MAX_MEM": 5,
-        "TEST_CKPT_PATH": "./log/toy/ckpt/save_step_300.pth",
     },
 }
 
@@ -87,6 +86,107 @@ FINGERPRINT_KEYS = (
     "DATASETS", "DATA_SINGLE", "DATA_DAVIS_REPEAT", "DATA_CURR_SEQ_LEN", "DATA_RANDOMCROP",
     "TRAIN_BATCH_SIZE", "TRAIN_TOTAL_STEPS", "TRAIN_SEED",
 )
+
+# The smallest frame side the network accepts: STA's 8×8 patches need stride-4 features of at
+# least 8 pixels, i.e. 4·7 + 1 input pixels.
+MIN_FRAME_SIDE = 29
+BACKBONES = ("resnet101", "resnet", "resnet50", "resnet34", "resnet18")
+TRAIN_SETS = ("davis2017", "youtubevos")
+TEST_SETS = ("davis2016",)
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an integer ≥ {low}"
+
+
+def _number_in(low: float, high: float, low_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def check(v: Any) -> bool:
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (low < v if low_open else low <= v) and v <= high)
+    return check, f"a number in {'(' if low_open else '['}{low}, {high}]"
+
+
+def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def _crop(v: Any) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= MIN_FRAME_SIDE for x in v))
+
+
+INF = float("inf")
+# What each key allows, beyond having its default's type. Relations between keys follow in
+# _relations(); Config.validate() applies both.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "EXP_NAME": (lambda v: bool(v) and "/" not in v and "\\" not in v, "a non-empty name without slashes"),
+    "DEVICE": (lambda v: v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()),
+               "cpu, cuda or cuda:N"),
+    "DEVICE_ID": _int_at_least(0),
+    "MODEL_BACKBONE": _one_of(*BACKBONES),
+    "MODEL_OUTPUT_STRIDE": _one_of(16),
+    "MODEL_ASPP_OUTDIM": _int_at_least(1),
+    "MODEL_SHORTCUT_DIM": _int_at_least(1),
+    "MODEL_SEMANTIC_EMBEDDING_DIM": _int_at_least(1),
+    # The query, the STA frame and at least one long-memory frame.
+    "MODEL_MAX_MEM": _int_at_least(3),
+    "MODEL_DISTILLATION_LOSS_WEIGHT": _number_in(0, 1),
+    "DATASETS": (lambda v: bool(v) and len(set(v)) == len(v) and all(d in TRAIN_SETS for d in v),
+                 "a non-empty list of distinct names from " + ", ".join(TRAIN_SETS)),
+    "DATA_WORKERS": _int_at_least(0),
+    "DATA_RANDOMCROP": (_crop, f"(height, width), integers ≥ {MIN_FRAME_SIDE} (the smallest the network accepts)"),
+    "DATA_RANDOMFLIP": _number_in(0, 1),
+    "DATA_MAX_CROP_STEPS": _int_at_least(1),
+    "DATA_MIN_SCALE_FACTOR": _number_in(0, INF, low_open=True),
+    "DATA_MAX_SCALE_FACTOR": _number_in(0, INF, low_open=True),
+    "DATA_SHORT_EDGE_LEN": _int_at_least(1),
+    "DATA_DAVIS_REPEAT": _int_at_least(1),
+    "DATA_CURR_SEQ_LEN": _int_at_least(1),
+    "DATA_RANDOM_GAP_DAVIS": _int_at_least(1),
+    "DATA_RANDOM_GAP_YTB": _int_at_least(1),
+    "TRAIN_TOTAL_STEPS": _int_at_least(1),
+    "TRAIN_START_STEP": _int_at_least(0),
+    "TRAIN_LR": _number_in(0, INF, low_open=True),
+    "TRAIN_MOMENTUM": _number_in(0, 1),
+    "TRAIN_WARM_UP_STEPS": _int_at_least(0),
+    "TRAIN_WEIGHT_DECAY": _number_in(0, INF),
+    "TRAIN_POWER": _number_in(0, INF, low_open=True),
+    "TRAIN_MIN_LR": _number_in(0, INF),
+    "TRAIN_GPUS": _int_at_least(0),
+    "TRAIN_BATCH_SIZE": _int_at_least(1),
+    "TRAIN_MAX_BATCH_PER_PASS": _int_at_least(0),
+    "TRAIN_CLIP_GRAD_NORM": _number_in(0, INF, low_open=True),
+    "TRAIN_AMP": _one_of("off", "bf16", "fp16"),
+    "TRAIN_SEED": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "TRAIN_MAX_NONFINITE": _int_at_least(1),
+    "TRAIN_LOG_STEP": _int_at_least(1),
+    "TRAIN_TBLOG_STEP": _int_at_least(1),
+    "TRAIN_SAVE_STEP": _int_at_least(1),
+    "TRAIN_MAX_KEEP_CKPT": _int_at_least(1),
+    "TEST_DATASET": _one_of(*TEST_SETS),
+    "TEST_MAX_SIZE": _int_at_least(MIN_FRAME_SIDE),
+    "TEST_MULTISCALE": (lambda v: list(v) == [1], "[1] (multi-scale testing is not implemented)"),
+    "TEST_FLIP": _one_of(False),
+    "TEST_ENCODE_BATCH": _int_at_least(1),
+}
+
+
+def _relations(cfg: "Config") -> list[tuple[str, str]]:
+    """(key, message) for every violated relation between keys."""
+    problems = []
+    if cfg.DATA_MAX_SCALE_FACTOR < cfg.DATA_MIN_SCALE_FACTOR:
+        problems.append(("DATA_MAX_SCALE_FACTOR", f"must be ≥ DATA_MIN_SCALE_FACTOR {cfg.DATA_MIN_SCALE_FACTOR}"))
+    if cfg.TRAIN_START_STEP > cfg.TRAIN_TOTAL_STEPS:
+        problems.append(("TRAIN_START_STEP", f"must be ≤ TRAIN_TOTAL_STEPS {cfg.TRAIN_TOTAL_STEPS}"))
+    if cfg.TRAIN_WARM_UP_STEPS > cfg.TRAIN_TOTAL_STEPS:
+        problems.append(("TRAIN_WARM_UP_STEPS", f"must be ≤ TRAIN_TOTAL_STEPS {cfg.TRAIN_TOTAL_STEPS}"))
+    if cfg.TRAIN_MIN_LR > cfg.TRAIN_LR:
+        problems.append(("TRAIN_MIN_LR", f"must be ≤ TRAIN_LR {cfg.TRAIN_LR}"))
+    return problems
+
+
+class ConfigError(ValueError):
+    """Settings that break a rule; one line per violation, each naming the key, its value and what is allowed."""
 
 
 class Config:
@@ -165,7 +265,7 @@ class Config:
         self.TEST_DATASET = "davis2016"
         self.TEST_DATASET_SPLIT = ["val"]
         self.TEST_DATASET_FULL_RESOLUTION = False
-        self.TEST_CKPT_PATH = "./best_LSTA.pth"
+        self.TEST_CKPT_PATH = ""              # weights to evaluate; "": the newest checkpoint of EXP_NAME
         self.TEST_MAX_SIZE = 1040             # long-edge cap at test time (800 * 1.3)
         self.TEST_FLIP = False
         self.TEST_MULTISCALE = [1]
@@ -207,6 +307,22 @@ class Config:
         for key, text in zip(opts[0::2], opts[1::2]):
             self.set(key, parse_value(text))
 
+    def validate(self) -> "Config":
+        """Check every key against its default's type and RULES, and the relations between keys."""
+        defaults = Config()
+        lines = []
+        for key in self.keys():
+            value, default = getattr(self, key), getattr(defaults, key)
+            if not _same_kind(value, default):
+                lines.append(f"{key} {value!r}: must be {_kind(default)} (default {default!r})")
+            elif key in RULES and not RULES[key][0](value):
+                lines.append(f"{key} {value!r}: must be {RULES[key][1]}")
+        if not lines:
+            lines = [f"{key} {getattr(self, key)!r}: {message}" for key, message in _relations(self)]
+        if lines:
+            raise ConfigError("\n".join(lines))
+        return self
+
     def __repr__(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
@@ -239,6 +355,21 @@ def _convert(key: str, value: Any, current: Any) -> Any:
         return str(value)  # e.g. a path or name that parses as a number
     raise TypeError(f"config key {key} expects {type(current).__name__} (default {current!r}); "
                     f"got {type(value).__name__} {value!r}")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _kind(default: Any) -> str:
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(
+        type(default), "a list" if isinstance(default, (list, tuple)) else type(default).__name__)
 
 
 def _suggest(name: str, keys: list[str]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
@@ -23,29 +24,29 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from config import Config
+from config import MIN_FRAME_SIDE, Config
 from dataloaders.loader import WORKER_START_METHOD
 from dataloaders.eval_datasets import EvalFrames, EvalSequence, davis2016_sequences
 from dataloaders.transforms import eval_preprocess
 from networks.lsta import LSTA
-from utils.checkpoint import CheckpointError, load_lsta_weights
+from utils.checkpoint import CheckpointError, load_lsta_weights, read_checkpoint
+from utils.checkpointer import checkpoints_newest_first
+from utils.errors import user_message
 from utils.cli import add_config_args, load_config, save_run_config
-from utils.image_io import (iter_video_frames, read_binary_mask, read_image, video_fps, write_image,
+from utils.image_io import (DamagedVideoError, iter_video_frames, read_binary_mask, read_image, video_fps, write_image,
                             write_palette_png)
 from utils.memory_window import predict_video
 from utils.metrics import format_table, score_results
 from utils.overlay import overlay
 from utils.timing import SectionTimer
 
+RESULTS_RECORD = "config.json"  # written last: its presence marks a finished evaluation
+
 
 def build_model(cfg: Config, ckpt_path: str, device: torch.device) -> LSTA:
     """LSTA with every entry loaded from `ckpt_path`, in eval mode on `device`."""
     model = LSTA(cfg)
-    try:
-        load_lsta_weights(model, ckpt_path, min_fraction=1.0)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err}; the authors' released weights, best_LSTA.pth, go in the project root "
-                              f"(TEST_CKPT_PATH); or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
+    load_lsta_weights(model, ckpt_path, min_fraction=1.0)
     return model.to(device).eval()
 
 
@@ -121,21 +122,31 @@ def _finish(writes: list[Future]) -> None:
 
 
 def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, out_dir: str,
-                   max_side: int | None) -> SectionTimer:
+                   max_side: int | None, accept_partial: bool = False) -> SectionTimer:
     """Masks, overlays and an overlay .mp4 for a user's video file or folder of frames."""
     timer = SectionTimer(device)
     frames: dict[int, np.ndarray] = {}  # raw frames waiting for their mask (at most one window)
     writer, writes = ThreadPoolExecutor(2), []
 
+    damage: list[DamagedVideoError] = []  # a damaged file: raised once every decoded frame has its mask
+
     def batches() -> Iterator[torch.Tensor]:
         pending, first_shape = [], None
-        for index, frame in enumerate(iter_video_frames(video, max_side)):
+        decoded = enumerate(iter_video_frames(video, max_side, accept_partial))
+        while True:
+            try:
+                index, frame = next(decoded)
+            except StopIteration:
+                break
+            except DamagedVideoError as err:
+                damage.append(err)
+                break
             first_shape = first_shape or frame.shape
             if frame.shape != first_shape:
                 raise ValueError(f"frame {index} of {video} is {frame.shape[1]}x{frame.shape[0]}, unlike the "
                                  f"frames before it: all frames of a video must have one size")
             frames[index] = frame
-            pending.append(eval_preprocess(frame, cfg.TEST_MAX_SIZE))
+            pending.append(eval_preprocess(frame, cfg.TEST_MAX_SIZE, f"frame {index} of {video}"))
             if len(pending) == cfg.TEST_ENCODE_BATCH:
                 yield torch.stack(pending).to(device)
                 pending = []
@@ -172,6 +183,8 @@ def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, o
     writer.shutdown(wait=True)
     timer.frames = done
     print(f"wrote {done} masks to {out_dir}/masks, overlays to {out_dir}/overlays and {mp4_path}")
+    if damage:
+        raise damage[0]
     return timer
 
 
@@ -195,19 +208,63 @@ def _chain(first: list, rest: Iterable) -> Iterator:
     yield from rest
 
 
+def resolve_checkpoint(cfg: Config, ckpt_path: str | None) -> tuple[str, str]:
+    """(weights file, its tag for the results folder): --ckpt_path, else TEST_CKPT_PATH, else the
+    newest checkpoint of EXP_NAME. The tag is step_<N> for this project's checkpoints, else the file's name."""
+    path = ckpt_path or cfg.TEST_CKPT_PATH
+    if not path:
+        found = checkpoints_newest_first(cfg.DIR_CKPT)
+        if not found:
+            raise CheckpointError(f"no checkpoint to evaluate: {cfg.DIR_CKPT} (EXP_NAME {cfg.EXP_NAME}) holds no "
+                                  f"save_step_*.pth; train first, or pass --ckpt_path FILE (e.g. best_LSTA.pth, "
+                                  f"the authors' weights)")
+        path = found[0][1]
+    try:
+        ckpt = read_checkpoint(path, "LSTA weights", mmap=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; the authors' released weights, best_LSTA.pth, go in the project root "
+                              f"(eval.sh's default), or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
+    step = ckpt.get("step") if isinstance(ckpt, dict) else None
+    tag = f"step_{step}" if isinstance(step, int) else os.path.splitext(os.path.basename(path))[0]
+    return path, tag
+
+
+def prepare_results_folder(out_dir: str, overwrite: bool) -> None:
+    """Refuse a results folder that already holds files, unless --overwrite and it is one of ours."""
+    if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+        return
+    ours = os.path.isfile(os.path.join(out_dir, RESULTS_RECORD))
+    if not overwrite:
+        raise FileExistsError(f"results folder {out_dir} already holds files (an earlier run's masks would mix with "
+                              f"these); choose another --out, or pass --overwrite to replace "
+                              f"{'that run' if ours else 'them'}")
+    if not ours:
+        raise FileExistsError(f"results folder {out_dir} holds files but no {RESULTS_RECORD} of an evaluation; "
+                              f"--overwrite only replaces results of this project: choose another --out")
+    shutil.rmtree(out_dir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
-    parser.add_argument("--ckpt_path", default=None, help="LSTA weights (default: TEST_CKPT_PATH)")
-    parser.add_argument("--out", default=None, help="results folder (default: log/<exp>/eval/davis2016-val)")
+    parser.add_argument("--ckpt_path", default=None,
+                        help="LSTA weights (default: TEST_CKPT_PATH if set, else the newest checkpoint of EXP_NAME)")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: log/<exp>/eval/<dataset>-<split>/<step_N or weights name>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
     parser.add_argument("--score_only", metavar="RESULTS_DIR", default=None,
                         help="score existing masks against DAVIS-2016 ground truth and exit")
     parser.add_argument("--video", default=None, help="segment a video file or a folder of frames")
     parser.add_argument("--max_side", type=int, default=None, help="--video: shrink frames to this longer side")
+    parser.add_argument("--accept_partial_video", action="store_true",
+                        help="--video: keep the frames a damaged video file decodes instead of stopping")
     parser.add_argument("--overlays", action="store_true", help="DAVIS: also write overlay images per sequence")
     args = parser.parse_args()
     cfg = load_config(args)
     try:
+        if args.max_side is not None and args.max_side < MIN_FRAME_SIDE:
+            raise ValueError(f"--max_side {args.max_side} is below {MIN_FRAME_SIDE}, the smallest frame side the "
+                             f"network accepts")
         sequences = None if args.video else davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0],
                                                                 _resolution(cfg))
         if args.score_only:
@@ -215,31 +272,27 @@ def main() -> None:
             print(format_table(figures, rows))
             print(f"wrote {args.score_only}/global_results-val.csv and per-sequence_results-val.csv")
             return
-        if cfg.TEST_DATASET != "davis2016" and not args.video:
-            raise ValueError(f"TEST_DATASET {cfg.TEST_DATASET!r} is not implemented; this evaluator does davis2016")
-        if cfg.TEST_FLIP or list(cfg.TEST_MULTISCALE) != [1]:
-            raise ValueError("TEST_FLIP / TEST_MULTISCALE are not implemented (nor are they by the authors): "
-                             "use TEST_FLIP False, TEST_MULTISCALE [1]")
         device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
-        ckpt_path = args.ckpt_path or cfg.TEST_CKPT_PATH
+        ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
+        name = os.path.basename(args.video.rstrip("/")) if args.video else f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT[0]}"
+        out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, name, tag)
+        prepare_results_folder(out_dir, args.overwrite)
+        print(f"evaluating {ckpt_path} ({tag}); results in {out_dir}")
         model = build_model(cfg, ckpt_path, device)
-        if args.video:
-            out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, os.path.basename(args.video.rstrip("/")))
-            save_run_config(cfg, os.path.join(out_dir, "config.json"))
-            with torch.inference_mode():
-                timer = evaluate_video(cfg, model, device, args.video, out_dir, args.max_side)
-            report_speed(timer, device, "frames resized to 16k+1 sides")
-            return
-        out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT[0]}")
-        save_run_config(cfg, os.path.join(out_dir, "config.json"))
         with torch.inference_mode():
-            timer = evaluate_davis(cfg, model, device, sequences, out_dir, args.overlays)
-        report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1")
-        figures, rows = score_results(out_dir, sequences)
-        print(format_table(figures, rows))
-        print(f"masks and global_results-val.csv / per-sequence_results-val.csv in {out_dir}")
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+            if args.video:
+                timer = evaluate_video(cfg, model, device, args.video, out_dir, args.max_side, args.accept_partial_video)
+                report_speed(timer, device, "frames resized to 16k+1 sides")
+            else:
+                timer = evaluate_davis(cfg, model, device, sequences, out_dir, args.overlays)
+                report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1")
+        if not args.video:
+            figures, rows = score_results(out_dir, sequences)
+            print(format_table(figures, rows))
+            print(f"masks and global_results-val.csv / per-sequence_results-val.csv in {out_dir}")
+        save_run_config(cfg, os.path.join(out_dir, RESULTS_RECORD), checkpoint=ckpt_path)  # written on success only
+    except (CheckpointError, OSError, RuntimeError, ValueError) as err:
+        sys.exit(f"error: {user_message(err)}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from config import FINGERPRINT_KEYS, Config
+from dataloaders.data_check import check_training_data
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.lsta import LSTA
@@ -37,6 +38,7 @@ from utils.checkpointer import Checkpointer, checkpoints_newest_first, read_trai
 from utils.cli import add_config_args, load_config, save_run_config
 from utils.distillation import StmTeacher
 from utils.distributed import DistInfo, all_true, any_true, cleanup, gather_objects, init_distributed, ranks_in_sync
+from utils.errors import user_message
 from utils.files import file_digest
 from utils.logger import setup_logger
 from utils.losses import batch_iou, distillation_kl, ohem_cross_entropy
@@ -308,6 +310,7 @@ class _Window:
 
 def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bool = False) -> int:
     """Run (or resume) the training of `cfg` in its run folder; returns the exit status."""
+    cfg.validate()
     folder = RunFolder(cfg.DIR_RESULT, cfg.DIR_CKPT, cfg.DIR_TB_LOG)
     checkpointer = Checkpointer(cfg.DIR_CKPT, cfg.TRAIN_MAX_KEEP_CKPT)
     set_aside = previous_holder = None
@@ -332,8 +335,9 @@ def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bo
             folder.write_record(fingerprint=fingerprint(cfg))
         code = _run(cfg, info, folder, checkpointer, log, summary, stop_step)
     except USER_ERRORS as err:
-        log.error(f"error: {err}")
-        summary.update(status="failed", exit_code=1, error=str(err))
+        message = user_message(err)
+        log.error(f"error: {message}")
+        summary.update(status="failed", exit_code=1, error=message)
         code = 1
     except Exception as err:
         log.exception(f"unexpected error: {err}")  # a bug: the traceback goes to train.log too
@@ -352,6 +356,10 @@ def _run(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpoin
     stop = StopRequest(lambda name: log.warning(f"received {name}: saving a checkpoint after this step"))
     try:
         check_source_unchanged(cfg, folder, log)
+        dataset = build_train_dataset(cfg)
+        if info.is_main:  # before step 0, not when a sample first draws a bad file hours later
+            check_training_data(dataset.videos_by_set(), os.path.join(os.path.dirname(os.path.abspath(
+                cfg.DIR_RESULT)), ".data_check_cache.json"), cfg.DATA_SKIP_BAD_SAMPLES, log)
         parts = build_parts(cfg, info, log)
         start_step, rng, resumed_from = resume_or_initialise(cfg, parts, checkpointer, folder, log)
         summary.update(start_step=start_step, last_step=start_step - 1, last_checkpoint=resumed_from)
@@ -364,8 +372,7 @@ def _run(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpoin
         if rng is not None:
             set_rng_state(rng)
         wrap_distributed(parts, log)
-        loader, sampler = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch, info.rank,
-                                             info.world_size)
+        loader, sampler = build_train_loader(dataset, cfg, parts.rank_batch, info.rank, info.world_size)
         return _loop(cfg, parts, loader, sampler, start_step, checkpointer, folder, log, summary, stop, stop_step)
     finally:
         stop.restore()
@@ -496,7 +503,7 @@ def main() -> None:
     try:
         code = train(cfg, info, args.stop_step, args.restart)
     except USER_ERRORS as err:  # raised before the run's log exists (another run, other settings)
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         code = 1
     finally:
         cleanup()

@@ -29,10 +29,12 @@ def davis2016_sequence_names(root: str, split: str = "val") -> list[str]:
     names_file = os.path.join(root, "ImageSets", "2016", f"{split}.txt")
     pairs_file = os.path.join(root, "ImageSets", "480p", f"{split}.txt")
     if os.path.isfile(names_file):
-        return [line.strip() for line in open(names_file) if line.strip()]
+        with open(names_file) as f:
+            return [line.strip() for line in f if line.strip()]
     if os.path.isfile(pairs_file):
         # Lines "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png".
-        names = [line.split()[0].strip("/").split("/")[2] for line in open(pairs_file) if line.strip()]
+        with open(pairs_file) as f:
+            names = [line.split()[0].strip("/").split("/")[2] for line in f if line.strip()]
         return list(dict.fromkeys(names))
     raise FileNotFoundError(f"DAVIS-2016 split file not found: neither {names_file} (DAVIS-2017 release) "
                             f"nor {pairs_file} (DAVIS-2016 release)")
@@ -79,4 +81,4 @@ class EvalFrames(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, tuple[int, int], str]:
         image = read_image(self.images[index])
         name = os.path.splitext(os.path.basename(self.images[index]))[0]
-        return eval_preprocess(image, self.max_size), image.shape[:2], name
+        return eval_preprocess(image, self.max_size, self.images[index]), image.shape[:2], name

@@ -24,6 +24,7 @@ from utils.image_io import read_image, read_mask, use_one_opencv_thread
 SAMPLE_TRIES = 5
 REFERENCE_TRIES = 5
 REFERENCE_MIN_PIXELS = 200
+MAX_SKIPPED_IN_A_ROW = 100
 
 
 @dataclass
@@ -72,6 +73,10 @@ class VideoTrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos) * self.repeat
 
+    def videos_by_set(self) -> dict[str, list[Video]]:
+        """{set name: its videos}, for the up-front data check."""
+        return {self.name: self.videos}
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         use_one_opencv_thread()
@@ -82,8 +87,11 @@ class VideoTrainDataset(Dataset):
                 sample["meta"]["skipped_bad"] = skipped
                 return sample
             except (OSError, ValueError) as err:
-                if not self.skip_bad or skipped >= 100:
+                if not self.skip_bad:
                     raise
+                if skipped >= MAX_SKIPPED_IN_A_ROW:
+                    raise ValueError(f"gave up after skipping {skipped} bad samples in a row "
+                                     f"(DATA_SKIP_BAD_SAMPLES); the last: {err}") from None
                 warnings.warn(f"skipping bad training sample ({err})")
                 skipped += 1
                 index = (index + 1) % len(self)
@@ -135,12 +143,6 @@ def _require_dir(path: str, what: str, hint: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path} ({hint})")
 
 
-def _require_masks(what: str, masks: list[str]) -> None:
-    missing = [m for m in masks if not os.path.isfile(m)]
-    if missing:
-        raise FileNotFoundError(f"{what}: {len(missing)} frames without masks, first: {missing[0]}")
-
-
 def davis2017_videos(root: str, split: str = "train", full_resolution: bool = True) -> list[Video]:
     """DAVIS-2017 videos of `ImageSets/2017/<split>.txt`, every frame annotated."""
     _require_dir(root, "DAVIS-2017 root (DIR_DAVIS)",
@@ -153,13 +155,14 @@ def davis2017_videos(root: str, split: str = "train", full_resolution: bool = Tr
                                for d in ("JPEGImages", "Annotations")):
         res = "Full-Resolution"
     videos = []
-    for seq in open(split_file).read().split():
+    with open(split_file) as f:
+        names = f.read().split()
+    for seq in names:
         images = sorted(glob.glob(os.path.join(root, "JPEGImages", res, seq, "*.jpg")))
         if not images:
             raise FileNotFoundError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', res, seq)}")
         masks = [os.path.join(root, "Annotations", res, seq, os.path.basename(p)[:-4] + ".png") for p in images]
-        _require_masks(f"DAVIS sequence {seq!r}", masks)
         videos.append(Video(seq, images, masks))
     return videos
 
@@ -193,7 +196,6 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
         masks = [os.path.join(root, "Annotations", vid, f + ".png") for f in frames]
         if not os.path.isfile(images[0]):
             raise FileNotFoundError(f"YouTube-VOS video {vid!r} has no frame {images[0]}")
-        _require_masks(f"YouTube-VOS video {vid!r}", masks)
         videos.append(Video(vid, images, masks))
     return videos
 
@@ -222,6 +224,10 @@ class ConcatVideoDatasets(Dataset):
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
+
+    def videos_by_set(self) -> dict[str, list[Video]]:
+        """{set name: its videos}, for the up-front data check."""
+        return {name: videos for part in self.parts for name, videos in part.videos_by_set().items()}
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import torch
 
+from config import MIN_FRAME_SIDE
+
 MEAN = np.array([0.485, 0.456, 0.406])  # float64, as the authors' tuples
 STD = np.array([0.229, 0.224, 0.225])
 CROP_MIN_OBJECT_PIXELS = 100
@@ -41,9 +43,15 @@ def eval_size(height: int, width: int, max_size: int = 1040) -> tuple[int, int]:
     return fix(height), fix(width)
 
 
-def eval_preprocess(image: np.ndarray, max_size: int = 1040) -> torch.Tensor:
-    """A BGR frame → (3,H',W') normalised tensor at `eval_size` (cubic resize when the size changes)."""
+def eval_preprocess(image: np.ndarray, max_size: int = 1040, source: str = "frame") -> torch.Tensor:
+    """A BGR frame → (3,H',W') normalised tensor at `eval_size` (cubic resize when the size changes).
+
+    ValueError naming `source` when the frame is smaller than the network accepts.
+    """
     h, w = eval_size(image.shape[0], image.shape[1], max_size)
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise ValueError(f"{source} is {image.shape[1]}x{image.shape[0]}, too small: the network needs sides of at "
+                         f"least {MIN_FRAME_SIDE} pixels after the resize to 16k+1 sides (here {w}x{h})")
     if (h, w) != image.shape[:2]:
         image = cv2.resize(np.asarray(image, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     return normalise(image)

@@ -1,3 +1,4 @@
+import logging
 import os
 import shutil
 
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 
 from config import Config
+from dataloaders.data_check import DataError, check_training_data
 from dataloaders.eval_datasets import EvalFrames, davis2016_sequences
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import (Video, VideoTrainDataset, build_train_dataset, davis2017_videos,
@@ -158,8 +160,9 @@ def test_sequence_without_frames_or_masks(damaged):
     with open(os.path.join(davis, "ImageSets/2017/train.txt"), "w") as f:
         f.write("toy-train-00\n")
     os.remove(os.path.join(davis, "Annotations/480p/toy-train-00/00003.png"))
-    with pytest.raises(FileNotFoundError, match="without masks, first: .*00003.png"):
-        davis2017_videos(davis)
+    videos = davis2017_videos(davis)  # listed as the split says; the up-front check finds the gap
+    with pytest.raises(DataError, match="davis2017: training file not found: .*00003.png"):
+        check_training_data({"davis2017": videos}, None, False, logging.getLogger("tests"))
 
 
 def test_mask_size_and_truncated_image(damaged):

@@ -37,9 +37,8 @@ def cli(tmp_root, toy_root, *extra, steps=6, workers=0):
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
     assert "Traceback" not in stderr, stderr[-2000:]
-    errors = [line for line in lines if "error" in line.lower()]
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, stderr[-2000:]
     return errors[0]
 

@@ -85,6 +85,8 @@ def read_checkpoint(path: str, what: str, mmap: bool = False) -> Any:
                 f"convert it once into a safe file: {CONVERT_HINT} {path}") from None
         raise CheckpointError(f"{what} {path} is unreadable or truncated: {_first_line(err)}") from None
     except Exception as err:  # torch raises several types for damaged files
+        if mmap and "mmap" in str(err):  # a legacy (pre-zip) file cannot be mapped: read it
+            return read_checkpoint(path, what)
         raise CheckpointError(f"{what} {path} is unreadable or truncated: {_first_line(err)}") from None
 
 

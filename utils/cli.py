@@ -23,7 +23,11 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Build the Config for parsed arguments; prints it and exits on --print_config."""
+    """The validated Config for parsed arguments; prints it and exits on --print_config.
+
+    A broken setting exits with one line per violation, each naming the key, its value and what
+    is allowed.
+    """
     cfg = Config()
     try:
         if args.preset:
@@ -31,17 +35,19 @@ def load_config(args: argparse.Namespace) -> Config:
         if args.exp_name:
             cfg.set("EXP_NAME", args.exp_name)
         cfg.apply_opts(args.opts)
+        cfg.validate()
     except (KeyError, TypeError, ValueError) as err:
-        sys.exit(f"config error: {err.args[0] if err.args else err}")
+        message = str(err.args[0] if err.args else err)
+        sys.exit("\n".join(f"config error: {line}" for line in message.splitlines()))
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         sys.exit(0)
     return cfg
 
 
-def save_run_config(cfg: Config, path: str) -> None:
-    """Write the resolved config with the command line, git commit, torch version and device."""
-    record = {
+def save_run_config(cfg: Config, path: str, **extra: str) -> None:
+    """Write the resolved config with the command line, git commit, torch version, device and `extra`."""
+    record = {**extra,
         "config": cfg.to_dict(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "git_commit": _git_commit(),

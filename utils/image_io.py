@@ -1,9 +1,14 @@
 """The one image reader and mask writer of the project: clear errors that name the file."""
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import os
-from typing import Iterator
+import sys
+import tempfile
+import threading
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -28,6 +33,10 @@ def davis_palette() -> list[int]:
 _PALETTE = davis_palette()
 
 
+class DamagedVideoError(ValueError):
+    """A video file that decodes fewer frames than its container declares."""
+
+
 def use_one_opencv_thread() -> None:
     """Run OpenCV on one thread in this process: its resizes then give the same bits on any machine."""
     # Multi-threaded cv2.resize differs by ~1e-6 from single-threaded (row stripes); training
@@ -37,15 +46,73 @@ def use_one_opencv_thread() -> None:
 
 
 def read_image(path: str) -> np.ndarray:
-    """A frame as OpenCV reads it: (H,W,3) uint8 in **BGR** order (the model is trained on BGR)."""
+    """A frame as OpenCV reads it: (H,W,3) uint8 in **BGR** order (the model is trained on BGR).
+
+    A file whose compressed data is damaged is an error, also where OpenCV decodes it with only
+    libjpeg's "Corrupt JPEG data" warning on stderr and garbled blocks in the picture.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if os.path.splitext(path)[1].lower() == ".png":
+        _check_png(path)
+    with _stderr_captured() as captured:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+    warning = next((line for line in captured() if "JPEG" in line or "jpeg" in line), None)
     if image is None:
         raise ValueError(f"unreadable or corrupt image: {path}")
-    if _truncated_jpeg(path):
-        raise ValueError(f"truncated image (no JPEG end marker): {path}")
+    if warning:
+        raise ValueError(f"corrupt image ({warning.strip()}): {path}")
     return image
+
+
+def _check_png(path: str) -> None:
+    # libpng reports a damaged chunk only as a warning; every chunk's CRC tells.
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"corrupt image ({err}): {path}") from None
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Callable[[], list[str]]]:
+    """Collect what C libraries write to file descriptor 2 inside the block (libjpeg's warnings).
+
+    One thread at a time: the descriptor is the process's, and two swaps must not interleave.
+    """
+    with _STDERR_LOCK:
+        with _fd2_redirected() as lines:
+            yield lambda: lines
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fd2_redirected() -> Iterator[list[str]]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file's header only; ValueError naming the file when it has none."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"unreadable image header ({err}): {path}") from None
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -70,40 +137,50 @@ def read_binary_mask(path: str) -> np.ndarray:
 
 
 def write_palette_png(path: str, mask: np.ndarray) -> None:
-    """Write an index map as a DAVIS palette PNG (index 1 = object)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    """Write an index map as a DAVIS palette PNG (index 1 = object), atomically."""
     img = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     img.putpalette(_PALETTE)
-    img.save(path)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    _write_atomically(path, buffer.getbuffer())
 
 
 def write_image(path: str, image: np.ndarray, quality: int = 95) -> None:
-    """Write a BGR uint8 image (JPEG or PNG by extension)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444] if path.lower().endswith((".jpg", ".jpeg")) else []
-    if not cv2.imwrite(path, image, params):
-        raise OSError(f"could not write image: {path}")
+    """Write a BGR uint8 image (JPEG or PNG by extension), atomically."""
+    ext = os.path.splitext(path)[1].lower()
+    params = ([cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+              if ext in (".jpg", ".jpeg") else [])
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OSError(f"could not encode image: {path}")
+    _write_atomically(path, encoded.tobytes())
 
 
-def _truncated_jpeg(path: str) -> bool:
-    # OpenCV decodes a cut-off JPEG with only a warning and grey filling; the end marker tells.
-    if not path.lower().endswith((".jpg", ".jpeg")):
-        return False
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 16))
-        tail = f.read()
-    return b"\xff\xd9" not in tail
+def _write_atomically(path: str, data: bytes | memoryview) -> None:
+    # A failed write (full disk) leaves no half or empty file under the final name.
+    folder = os.path.dirname(path) or "."
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}.{threading.get_ident()}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def iter_video_frames(path: str, max_side: int | None = None) -> Iterator[np.ndarray]:
+def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bool = False) -> Iterator[np.ndarray]:
     """BGR frames of a video file (anything OpenCV reads) or a folder of images (sorted by name).
 
-    With `max_side`, frames whose longer side exceeds it are shrunk (area interpolation).
+    With `max_side`, frames whose longer side exceeds it are shrunk (area interpolation). A video
+    file that decodes fewer frames than its container declares raises after its last good frame,
+    unless `accept_partial`.
     """
     if os.path.isdir(path):
         files = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
@@ -111,7 +188,7 @@ def iter_video_frames(path: str, max_side: int | None = None) -> Iterator[np.nda
             raise FileNotFoundError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
         frames = (read_image(p) for p in files)
     elif os.path.isfile(path):
-        frames = _video_file_frames(path)
+        frames = _video_file_frames(path, accept_partial)
     else:
         raise FileNotFoundError(f"video not found: {path} (give a video file or a folder of frames)")
     for frame in frames:
@@ -122,14 +199,17 @@ def iter_video_frames(path: str, max_side: int | None = None) -> Iterator[np.nda
         yield frame
 
 
-def _video_file_frames(path: str) -> Iterator[np.ndarray]:
+def _video_file_frames(path: str, accept_partial: bool) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise ValueError(f"OpenCV cannot open video {path}")
-    count = 0
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    count, decoder_messages = 0, []
     try:
         while True:
-            ok, frame = capture.read()
+            with _stderr_captured() as captured:  # FFmpeg's complaints become part of our one line
+                ok, frame = capture.read()
+            decoder_messages += captured()
             if not ok:
                 break
             count += 1
@@ -138,6 +218,10 @@ def _video_file_frames(path: str) -> Iterator[np.ndarray]:
         capture.release()
     if count == 0:
         raise ValueError(f"no frames could be decoded from video {path}")
+    if count < declared and not accept_partial:
+        said = f"; the decoder said: {decoder_messages[-1].strip()}" if decoder_messages else ""
+        raise DamagedVideoError(f"video {path} is damaged: {count} frames decoded of the {declared} its container "
+                         f"declares (the masks of those are kept; --accept_partial_video takes what decodes){said}")
 
 
 def video_fps(path: str, default: float = 24.0) -> float:

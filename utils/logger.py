@@ -19,6 +19,8 @@ def setup_logger(name: str, path: str | None, is_main: bool = True) -> logging.L
     # A full disk must not turn each later log line into a traceback on the console.
     logging.raiseExceptions = False
     logger = logging.getLogger(name)
+    for handler in logger.handlers:
+        handler.close()
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
