@@ -1,6 +1,6 @@
 """The one configuration of the project: every setting of training and evaluation.
 
-Names follow the authors' `Configuration` (../shared/spec/PIPELINE.md §1) so that their recipes
+Names follow the authors' `Configuration` (docs/training.md) so that their recipes
 read the same here. Edit the defaults below, or override any key from the command line:
 
     python train.py --exp_name NAME --preset stage1 --opts TRAIN_LR 0.01 DATASETS "['davis2017']"
@@ -23,14 +23,9 @@ _DERIVED: dict[str, Callable[["Config"], Any]] = {
     "DIR_DATA": lambda c: os.path.join(c.DIR_ROOT, "data"),
     "DIR_DAVIS": lambda c: os.path.join(c.DIR_DATA, "DAVIS"),
     "DIR_YTB": lambda c: os.path.join(c.DIR_DATA, "YTB", "train"),
-    "DIR_YTB_EVAL": lambda c: os.path.join(c.DIR_DATA, "YTB", "valid"),
-    "DIR_YTO_EVAL": lambda c: os.path.join(c.DIR_DATA, "YTO"),
-    "DIR_VISAL_EVAL": lambda c: os.path.join(c.DIR_DATA, "ViSal"),
-    "DIR_FBMS_EVAL": lambda c: os.path.join(c.DIR_DATA, "FBMS"),
     "DIR_RESULT": lambda c: os.path.join(c.DIR_ROOT, "log", c.EXP_NAME),
     "DIR_CKPT": lambda c: os.path.join(c.DIR_RESULT, "ckpt"),
-    "DIR_LOG": lambda c: os.path.join(c.DIR_RESULT, "log"),
-    "DIR_TB_LOG": lambda c: os.path.join(c.DIR_RESULT, "log", "tensorboard"),
+    "DIR_TB_LOG": lambda c: os.path.join(c.DIR_RESULT, "tensorboard"),
     "DIR_EVALUATION": lambda c: os.path.join(c.DIR_RESULT, "eval"),
     "DEVICE": lambda c: "cuda" if torch.cuda.is_available() else "cpu",
 }
@@ -130,7 +125,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MODEL_SEMANTIC_EMBEDDING_DIM": _int_at_least(1),
     # The query, the STA frame and at least one long-memory frame.
     "MODEL_MAX_MEM": _int_at_least(3),
-    "MODEL_DISTILLATION_LOSS_WEIGHT": _number_in(0, 1),
+    "TRAIN_DISTILLATION_LOSS_WEIGHT": _number_in(0, 1),
     "DATASETS": (lambda v: bool(v) and len(set(v)) == len(v) and all(d in TRAIN_SETS for d in v),
                  "a non-empty list of distinct names from " + ", ".join(TRAIN_SETS)),
     "DATA_WORKERS": _int_at_least(0),
@@ -196,7 +191,8 @@ class Config:
         # ---- experiment and folders ----
         self.EXP_NAME = "lsta_r101"           # run name: results under log/EXP_NAME
         self.DIR_ROOT = "./"                  # project root; derived paths hang below it
-        self.DEVICE_ID = 0                    # GPU index for single-process runs
+        self.DEVICE_ID = 0                    # GPU of a single-process run (torchrun ranks use LOCAL_RANK)
+        self.DEVICE_ALLOW_TF32 = False        # True: TF32 convolutions and matmuls on CUDA (faster, ~1e-3 relative error)
 
         # ---- model ----
         self.MODEL_BACKBONE = "resnet101"     # resnet101 (released weights) | resnet50 | resnet18 | resnet34
@@ -209,10 +205,11 @@ class Config:
         self.MODEL_TRAIN_ENCODER = False      # True: the encoder is optimised too (toy preset)
         self.MODEL_DISTILLATION = True        # distil from the STM teacher
         self.MODEL_DISTILLATION_PRETRAINED_TEACHER = "./pretrained/STM_weights.pth"
-        self.MODEL_DISTILLATION_LOSS_WEIGHT = 0.1   # frame loss = (1-w)*OHEM + w*KD
-        self.MODEL_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: [0,1] RGB, binary mask, eval mode
         self.PRETRAIN = True                  # initialise the encoder from PRETRAIN_MODEL
         self.PRETRAIN_MODEL = "./pretrained/resnet101-deeplabv3p.pth.tar"
+        # Encoder parts PRETRAIN_MODEL leaves uninitialised (a backbone-only file leaves ASPP and
+        # decoder): "error" stops naming them; "train" trains them with the head.
+        self.PRETRAIN_PARTIAL_ENCODER = "error"
 
         # ---- training data ----
         self.DATASETS = ["youtubevos", "davis2017"]
@@ -248,6 +245,8 @@ class Config:
         self.TRAIN_CLIP_GRAD_NORM = 5.0
         self.TRAIN_LOSS_LAST_FRAME_ONLY = False   # True: the authors' loss (last current frame only)
         self.TRAIN_AUTHORS_ENCODER_GRAD = False   # True: backprop through the frozen encoder, as the authors
+        self.TRAIN_DISTILLATION_LOSS_WEIGHT = 0.1   # with MODEL_DISTILLATION: frame loss = (1-w)*OHEM + w*KD
+        self.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: teacher gets [0,1] RGB, binary mask, eval mode
         self.TRAIN_AMP = "off"                # off | bf16 | fp16 (CUDA only)
         self.TRAIN_CHANNELS_LAST = False
         self.TRAIN_SEED = 0
@@ -263,7 +262,7 @@ class Config:
 
         # ---- evaluation ----
         self.TEST_DATASET = "davis2016"
-        self.TEST_DATASET_SPLIT = ["val"]
+        self.TEST_DATASET_SPLIT = "val"
         self.TEST_DATASET_FULL_RESOLUTION = False
         self.TEST_CKPT_PATH = ""              # weights to evaluate; "": the newest checkpoint of EXP_NAME
         self.TEST_MAX_SIZE = 1040             # long-edge cap at test time (800 * 1.3)

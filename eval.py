@@ -38,6 +38,7 @@ from utils.image_io import (DamagedVideoError, iter_video_frames, read_binary_ma
 from utils.memory_window import predict_video
 from utils.metrics import format_table, score_results
 from utils.overlay import overlay
+from utils.precision import set_float32_precision
 from utils.timing import SectionTimer
 
 RESULTS_RECORD = "config.json"  # written last: its presence marks a finished evaluation
@@ -188,12 +189,12 @@ def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, o
     return timer
 
 
-def report_speed(timer: SectionTimer, device: torch.device, input_size: str) -> None:
+def report_speed(timer: SectionTimer, device: torch.device, input_size: str, precision: str) -> None:
     """Frames/s of the model alone, split into encoder and head, with the conditions measured under."""
     n = max(timer.frames, 1)
     enc, head, post = (timer.seconds.get(k, 0.0) for k in ("encoder", "head", "post"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"speed over {timer.frames} frames ({input_size}, float32, {device} [{name}]): "
+    print(f"speed over {timer.frames} frames ({input_size}, {precision}, {device} [{name}]): "
           f"encoder {1000 * enc / n:.1f} ms/frame, head {1000 * head / n:.1f} ms/frame, "
           f"inference {n / max(enc + head, 1e-9):.2f} FPS; resize+argmax to original size "
           f"{1000 * post / n:.1f} ms/frame (not in FPS)")
@@ -265,16 +266,19 @@ def main() -> None:
         if args.max_side is not None and args.max_side < MIN_FRAME_SIDE:
             raise ValueError(f"--max_side {args.max_side} is below {MIN_FRAME_SIDE}, the smallest frame side the "
                              f"network accepts")
-        sequences = None if args.video else davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT[0],
+        sequences = None if args.video else davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT,
                                                                 _resolution(cfg))
         if args.score_only:
             figures, rows = score_results(args.score_only, sequences)
             print(format_table(figures, rows))
             print(f"wrote {args.score_only}/global_results-val.csv and per-sequence_results-val.csv")
             return
+        if cfg.TEST_FLIP or list(cfg.TEST_MULTISCALE) != [1]:  # also refused by the config's rules
+            raise ValueError("TEST_FLIP / TEST_MULTISCALE are not implemented: use TEST_FLIP False, TEST_MULTISCALE [1]")
         device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
+        precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
         ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
-        name = os.path.basename(args.video.rstrip("/")) if args.video else f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT[0]}"
+        name = os.path.basename(args.video.rstrip("/")) if args.video else f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT}"
         out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, name, tag)
         prepare_results_folder(out_dir, args.overwrite)
         print(f"evaluating {ckpt_path} ({tag}); results in {out_dir}")
@@ -282,10 +286,10 @@ def main() -> None:
         with torch.inference_mode():
             if args.video:
                 timer = evaluate_video(cfg, model, device, args.video, out_dir, args.max_side, args.accept_partial_video)
-                report_speed(timer, device, "frames resized to 16k+1 sides")
+                report_speed(timer, device, "frames resized to 16k+1 sides", precision)
             else:
                 timer = evaluate_davis(cfg, model, device, sequences, out_dir, args.overlays)
-                report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1")
+                report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1", precision)
         if not args.video:
             figures, rows = score_results(out_dir, sequences)
             print(format_table(figures, rows))

@@ -21,8 +21,8 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from dataloaders.data_check import check_training_data
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.lsta import LSTA
-from utils.checkpoint import CheckpointError, load_pretrained
+from utils.checkpoint import CheckpointError, LoadReport, load_pretrained
 from utils.checkpointer import Checkpointer, checkpoints_newest_first, read_training_checkpoint
 from utils.cli import add_config_args, load_config, save_run_config
 from utils.distillation import StmTeacher
@@ -41,6 +41,7 @@ from utils.distributed import DistInfo, all_true, any_true, cleanup, gather_obje
 from utils.errors import user_message
 from utils.files import file_digest
 from utils.logger import setup_logger
+from utils.precision import set_float32_precision
 from utils.losses import batch_iou, distillation_kl, ohem_cross_entropy
 from utils.rng import rng_state, seed_everything, set_rng_state
 from utils.run_folder import RunFolder, RunFolderError
@@ -66,6 +67,7 @@ class StepParts:
     rank_batch: int                  # this process's share of TRAIN_BATCH_SIZE
     pass_size: int                   # samples per forward/backward pass (gradient accumulation)
     world: DistInfo
+    trained_encoder_parts: list[str] = field(default_factory=list)  # encoder submodules trained with the head
 
     @property
     def lsta(self) -> LSTA:
@@ -82,8 +84,14 @@ class StepResult:
 
 # ---- build ----
 
-def build_parts(cfg: Config, info: DistInfo, log: logging.Logger) -> StepParts:
-    """Model, optimiser, scaler and teacher for `cfg` on this process's device (weights not yet loaded)."""
+def build_parts(cfg: Config, info: DistInfo, log: logging.Logger, pretrained: str | None = None,
+                encoder_parts: Sequence[str] = ()) -> StepParts:
+    """Model, optimiser, scaler and teacher for `cfg` on this process's device.
+
+    With `pretrained`, the model is first initialised from that file, and encoder parts it leaves
+    uninitialised are handled as PRETRAIN_PARTIAL_ENCODER says; `encoder_parts` are trained in any
+    case (a resumed run's record of them).
+    """
     if cfg.TRAIN_BATCH_SIZE % info.world_size:
         raise ValueError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
                          f"{info.world_size} processes")
@@ -92,13 +100,20 @@ def build_parts(cfg: Config, info: DistInfo, log: logging.Logger) -> StepParts:
     if amp != cfg.TRAIN_AMP:
         log.warning(f"TRAIN_AMP {cfg.TRAIN_AMP} needs CUDA: training in float32 on {info.device}")
     seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
-    model = LSTA(cfg).to(info.device)
+    model = LSTA(cfg, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
+    if pretrained:
+        report = load_pretrained(model, pretrained)
+        encoder_parts = list(encoder_parts) + uninitialised_encoder_parts(cfg, report, log)
+    model.train_encoder_parts(list(encoder_parts))
+    model = model.to(info.device)
     if cfg.TRAIN_CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     # The authors' optimiser: every trainable parameter outside the encoder (LTM.w is fixed),
-    # one lr and weight decay for all; the encoder joins only with MODEL_TRAIN_ENCODER.
-    trainable = [p for n, p in model.named_parameters() if p.requires_grad
-                 and (cfg.MODEL_TRAIN_ENCODER or not n.startswith("feature_extractor."))]
+    # one lr and weight decay for all; the encoder joins with MODEL_TRAIN_ENCODER, and those of
+    # its parts no pretrained file initialised with PRETRAIN_PARTIAL_ENCODER "train".
+    trained = tuple(f"feature_extractor.{name}." for name in encoder_parts)
+    trainable = [p for n, p in model.named_parameters() if p.requires_grad and (
+        cfg.MODEL_TRAIN_ENCODER or not n.startswith("feature_extractor.") or n.startswith(trained))]
     optimizer = torch.optim.SGD(trainable, lr=cfg.TRAIN_LR, momentum=cfg.TRAIN_MOMENTUM,
                                 nesterov=True, weight_decay=cfg.TRAIN_WEIGHT_DECAY)
     # TRAIN_AUTHORS_ENCODER_GRAD: the frozen encoder is back-propagated through, its gradients are
@@ -106,7 +121,25 @@ def build_parts(cfg: Config, info: DistInfo, log: logging.Logger) -> StepParts:
     clip_params = list(model.parameters()) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else trainable
     teacher = StmTeacher(cfg, info.device) if cfg.MODEL_DISTILLATION else None
     return StepParts(model, optimizer, torch.amp.GradScaler("cuda", enabled=amp == "fp16"), teacher, clip_params,
-                     info.device, amp, rank_batch, min(rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or rank_batch), info)
+                     info.device, amp, rank_batch, min(rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or rank_batch), info,
+                     sorted(set(encoder_parts)))
+
+
+def uninitialised_encoder_parts(cfg: Config, report: LoadReport, log: logging.Logger) -> list[str]:
+    """Encoder parts (aspp, decoder) a pretrained file left at random: to train, or a one-line error."""
+    parts = sorted({n.split(".")[1] for n in report.missing
+                    if n.startswith("feature_extractor.") and not n.endswith("num_batches_tracked")})
+    if not parts or cfg.MODEL_TRAIN_ENCODER:  # a trained encoder learns them anyway
+        return []
+    names = ", ".join(f"feature_extractor.{p}" for p in parts)
+    if cfg.PRETRAIN_PARTIAL_ENCODER == "error":
+        raise CheckpointError(f"PRETRAIN_MODEL {report.path} ({report.what}) leaves {names} uninitialised, and the "
+                              f"encoder is frozen: they would stay random; use CFBI's resnet101-deeplabv3p.pth.tar "
+                              f"(the authors' recipe) or an LSTA checkpoint, or pass --opts PRETRAIN_PARTIAL_ENCODER "
+                              f"train to train them")
+    log.warning(f"PRETRAIN_MODEL {report.path} ({report.what}) leaves {names} uninitialised: they are trained "
+                f"(PRETRAIN_PARTIAL_ENCODER train); the rest of the encoder stays frozen")
+    return parts
 
 
 def wrap_distributed(parts: StepParts, log: logging.Logger) -> None:
@@ -168,33 +201,23 @@ def check_source_unchanged(cfg: Config, folder: RunFolder, log: logging.Logger) 
                              f"pass --restart to set this run aside and start again from the new one")
 
 
-def resume_or_initialise(cfg: Config, parts: StepParts, checkpointer: Checkpointer, folder: RunFolder,
-                         log: logging.Logger) -> tuple[int, dict | None, str | None]:
-    """Resume from the newest loadable checkpoint, else initialise; (first step, RNG state, checkpoint path)."""
-    found = checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
-    if found is not None:
-        ckpt, path = found
-        try:
-            parts.lsta.load_state_dict(ckpt["state_dict"])
-            parts.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{path} does not fit this model and optimiser ({str(err).splitlines()[0]}); "
-                                  f"train under another --exp_name, or pass --restart") from None
-        if ckpt.get("scaler"):
-            parts.scaler.load_state_dict(ckpt["scaler"])
-        params = dict(parts.lsta.named_parameters())
-        for name, grad in ckpt.get("accumulated_grads", {}).items():
-            params[name].grad = grad.to(parts.device)
-        states = ckpt.get("rng") or []
-        rank = parts.world.rank
-        log.info(f"resumed from {path} (step {ckpt['step']})")
-        return ckpt["step"] + 1, states[rank] if rank < len(states) else None, path
-    if cfg.PRETRAIN:
-        source = pretrained_source(cfg.PRETRAIN_MODEL)
-        load_pretrained(parts.lsta, source["path"])
-        if parts.world.is_main:
-            folder.write_record(initialised_from=source)
-    return cfg.TRAIN_START_STEP, None, None
+def resume(parts: StepParts, ckpt: dict[str, Any], path: str, log: logging.Logger) -> tuple[int, dict | None]:
+    """Load a training checkpoint into `parts`; (first step, this rank's RNG state)."""
+    try:
+        parts.lsta.load_state_dict(ckpt["state_dict"])
+        parts.optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} does not fit this model and optimiser ({str(err).splitlines()[0]}); "
+                              f"train under another --exp_name, or pass --restart") from None
+    if ckpt.get("scaler"):
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    params = dict(parts.lsta.named_parameters())
+    for name, grad in ckpt.get("accumulated_grads", {}).items():
+        params[name].grad = grad.to(parts.device)
+    states = ckpt.get("rng") or []
+    rank = parts.world.rank
+    log.info(f"resumed from {path} (step {ckpt['step']})")
+    return ckpt["step"] + 1, states[rank] if rank < len(states) else None
 
 
 def save(cfg: Config, parts: StepParts, checkpointer: Checkpointer, step: int) -> str | None:
@@ -217,12 +240,12 @@ def save(cfg: Config, parts: StepParts, checkpointer: Checkpointer, step: int) -
 def train_step(parts: StepParts, batch: dict, step: int, cfg: Config) -> StepResult | None:
     """Forward, loss, backward and update on this process's batch; None when the loss was not finite.
 
-    The loss is the mean over the global batch of per-sample losses, so it does not depend on how
+    The model's mode is the caller's (the loop trains in train mode, as the authors did). The loss
+    is the mean over the global batch of per-sample losses, so it does not depend on how
     the batch is split over processes (DDP averages) or passes (accumulated shares).
     """
     for group in parts.optimizer.param_groups:
         group["lr"] = learning_rate(step, cfg)
-    parts.model.train()
     parts.optimizer.zero_grad(set_to_none=True)
     frames = len(batch["curr_img"])
     losses, ious = [0.0] * frames, [0.0] * frames
@@ -256,7 +279,7 @@ def _frame_losses(parts: StepParts, part: dict, cfg: Config, ious: list[float], 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(parts.amp)
     with torch.autocast(parts.device.type, dtype=dtype, enabled=dtype is not None):
         outputs = parts.model(part["ref_img"], part["prev_img"], part["curr_img"])
-    as_designed = cfg.MODEL_DISTILLATION_TEACHER_AS_DESIGNED
+    as_designed = cfg.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED
     teacher_prev, teacher_mask = part["prev_img"], part["prev_label" if as_designed else "prev_ids"]
     losses = []
     for i, logits in enumerate(outputs):
@@ -264,7 +287,7 @@ def _frame_losses(parts: StepParts, part: dict, cfg: Config, ious: list[float], 
         loss = ohem_cross_entropy(logits, target)
         if parts.teacher is not None:
             teacher_logits = parts.teacher.logits(teacher_prev, teacher_mask, part["curr_img"][i])
-            w = cfg.MODEL_DISTILLATION_LOSS_WEIGHT
+            w = cfg.TRAIN_DISTILLATION_LOSS_WEIGHT
             loss = (1 - w) * loss + w * distillation_kl(logits, teacher_logits)
             teacher_prev = part["curr_img"][i]
             teacher_mask = part["curr_label" if as_designed else "curr_ids"][i]
@@ -360,9 +383,20 @@ def _run(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpoin
         if info.is_main:  # before step 0, not when a sample first draws a bad file hours later
             check_training_data(dataset.videos_by_set(), os.path.join(os.path.dirname(os.path.abspath(
                 cfg.DIR_RESULT)), ".data_check_cache.json"), cfg.DATA_SKIP_BAD_SAMPLES, log)
-        parts = build_parts(cfg, info, log)
-        start_step, rng, resumed_from = resume_or_initialise(cfg, parts, checkpointer, folder, log)
-        summary.update(start_step=start_step, last_step=start_step - 1, last_checkpoint=resumed_from)
+        cuda_precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32)  # set on every machine: tests read it
+        summary["precision"] = cuda_precision if info.device.type == "cuda" else "float32"
+        found = checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
+        if found is not None:
+            encoder_parts = folder.read_record().get("trained_encoder_parts", [])
+            parts = build_parts(cfg, info, log, encoder_parts=encoder_parts)
+            start_step, rng = resume(parts, *found, log)
+        else:
+            source = pretrained_source(cfg.PRETRAIN_MODEL) if cfg.PRETRAIN else None
+            parts = build_parts(cfg, info, log, pretrained=source and source["path"])
+            if info.is_main:
+                folder.write_record(initialised_from=source, trained_encoder_parts=parts.trained_encoder_parts)
+            start_step, rng = cfg.TRAIN_START_STEP, None
+        summary.update(start_step=start_step, last_step=start_step - 1, last_checkpoint=found and found[1])
         total = cfg.TRAIN_TOTAL_STEPS
         if start_step > total:
             log.info(f"nothing to do: checkpoint step {start_step - 1} is the final step {total}")
@@ -389,9 +423,13 @@ def _loop(cfg: Config, parts: StepParts, loader, sampler, start_step: int, check
     tb = _tensorboard(cfg, info, log)
     log.info(f"training steps {start_step}..{total} on {info.world_size} process(es), {info.device}, batch "
              f"{cfg.TRAIN_BATCH_SIZE} ({parts.rank_batch} per rank, passes of {parts.pass_size}), AMP {parts.amp}, "
+             f"precision {summary['precision']}, "
              f"{len(parts.optimizer.param_groups[0]['params'])} trainable tensors")
     summary.update(status="running", history=[], nonfinite_steps=0, skipped_bad_samples=0)
     window = _Window(cfg.DATA_CURR_SEQ_LEN)
+    # The whole model in train mode, the frozen encoder too: ASPP's dropout is active, as in the
+    # authors' training (frozen BN layers do not depend on the mode).
+    parts.model.train()
     bar = tqdm(total=total + 1, initial=start_step, disable=not info.is_main, dynamic_ncols=True)
     nonfinite_in_row = 0
     step = start_step
@@ -499,7 +537,7 @@ def main() -> None:
                         help="set the run folder's earlier run aside (into log/<exp>/archive/) and start again")
     args = parser.parse_args()
     cfg = load_config(args)
-    info = init_distributed(cfg.DEVICE)
+    info = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
     try:
         code = train(cfg, info, args.stop_step, args.restart)
     except USER_ERRORS as err:  # raised before the run's log exists (another run, other settings)

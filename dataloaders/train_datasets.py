@@ -1,7 +1,7 @@
 """Training sets: DAVIS-2017 train and YouTube-VOS-2019 train, sampled as the authors sample them.
 
 One sample = reference frame, previous frame and DATA_CURR_SEQ_LEN current frames of one video
-(PIPELINE.md §2). Every random draw of a sample comes from a RandomState seeded by
+(docs/training.md). Every random draw of a sample comes from a RandomState seeded by
 (TRAIN_SEED, epoch, index): the same seed, epoch and index give the same sample in any worker,
 on any rank, after any resume.
 """

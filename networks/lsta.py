@@ -40,7 +40,7 @@ class FrameCache:
 class LSTA(nn.Module):
     """The authors' model, with their parameter names; `LSTA(Config())` fits `best_LSTA.pth`."""
 
-    def __init__(self, cfg: Config | None = None) -> None:
+    def __init__(self, cfg: Config | None = None, encoder_grad: bool = False) -> None:
         super().__init__()
         cfg = cfg or Config()
         if cfg.MODEL_OUTPUT_STRIDE != 16:
@@ -58,10 +58,16 @@ class LSTA(nn.Module):
         self.refine = nn.Sequential(nn.Conv2d(3 * KEY_DIM, width, 3, padding=1), nn.BatchNorm2d(width),
                                     AconC(width), AIC(width, width))
         self.pred = nn.Conv2d(width, 2, 3, padding=1)
-        # The frozen encoder runs without gradients unless it is trained, or the authors' backprop
-        # through it is asked for (TRAIN_AUTHORS_ENCODER_GRAD).
-        self.encoder_grad = cfg.MODEL_TRAIN_ENCODER or cfg.TRAIN_AUTHORS_ENCODER_GRAD
+        # The frozen encoder runs without gradients unless it is trained (MODEL_TRAIN_ENCODER) or the
+        # caller back-propagates through it (`encoder_grad`: the authors' training does).
+        self.encoder_grad = cfg.MODEL_TRAIN_ENCODER or encoder_grad
         self.feature_extractor.requires_grad_(self.encoder_grad)
+
+    def train_encoder_parts(self, names: list[str]) -> None:
+        """Make encoder submodules trainable (`aspp`, `decoder`: parts no pretrained file initialised)."""
+        for name in names:
+            getattr(self.feature_extractor, name).requires_grad_(True)
+        self.encoder_grad = self.encoder_grad or bool(names)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised BGR images (B,3,H,W) → stride-4 features (B,256,⌈H/4⌉,⌈W/4⌉)."""

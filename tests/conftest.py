@@ -10,10 +10,17 @@ sys.path.insert(0, ROOT)
 from tools.make_toy_data import make_toy_data  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def fixture(name: str) -> str:
+    """A data file of the test suite (the authors' state_dict listings, the golden head outputs)."""
+    return os.path.join(FIXTURES, name)
 
 
 def shared_path(*parts: str) -> str:
-    """A path under ../shared, skipping the test when ../shared is absent (a user's clone)."""
+    """A path under ../shared (real DAVIS frames, which the project may not hold), skipping the
+    test when ../shared is absent, as in a user's clone."""
     path = os.path.join(SHARED, *parts)
     if not os.path.exists(path):
         pytest.skip(f"{path} not present (../shared exists only in the development workplace)")

@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import subprocess
 import sys
@@ -90,3 +91,19 @@ def test_misspelt_key_fails_naming_the_right_one():
     out = run_entry("train.py", "--print_config", "--opts", "TRAIN_LRR", "0.01")
     assert out.returncode != 0
     assert "TRAIN_LR" in out.stderr and "TRAIN_LRR" in out.stderr
+
+
+def test_every_key_is_read_by_something():
+    # A key nothing reads is a setting that silently does nothing.
+    sources = []
+    for base, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in (".venv", ".git", "tests", "log", "data", "__pycache__")]
+        for name in files:
+            if name.endswith((".py", ".sh")) and os.path.join(base, name) != os.path.join(ROOT, "config.py"):
+                with open(os.path.join(base, name)) as f:
+                    sources.append(f.read())
+    with open(os.path.join(ROOT, "config.py")) as f:
+        derived = f.read().split("_DERIVED", 1)[1].split("PRESETS", 1)[0]  # c.KEY in the derived paths
+    code = "\n".join(sources) + derived.replace("c.", "cfg.")
+    unread = [key for key in Config().keys() if not re.search(rf"\b{key}\b", code)]
+    assert unread == []

@@ -20,7 +20,7 @@ TOY_ARCH = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 
 
 def authors_schedule(model: LSTA, feats: list[torch.Tensor], size: int) -> dict[int, torch.Tensor]:
-    """PIPELINE.md §4 transcribed literally, with the uncached inference step."""
+    """The authors' schedule (docs/evaluation.md) transcribed literally, with the uncached inference step."""
     n = len(feats)
 
     def step(window, i):

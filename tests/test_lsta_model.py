@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from config import Config
 from networks.lsta import LSTA
 from networks.sta import STA
-from tests.conftest import shared_path
+from tests.conftest import fixture
 
 
 def small_cfg(**overrides) -> Config:
@@ -23,13 +23,13 @@ def _listing(path):
 def test_state_dict_equals_the_authors_listing():
     model = LSTA(Config())
     ours = [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
-    assert ours == _listing(shared_path("spec", "lsta_state_dict.txt"))
+    assert ours == _listing(fixture("lsta_state_dict.txt"))
     assert all(v.dtype == torch.float32 for k, v in model.state_dict().items() if "num_batches" not in k)
     assert not model.LTM.w.requires_grad
 
 
 def test_golden_head_logits():
-    golden = torch.load(shared_path("fixtures", "lsta_head_golden.pt"))
+    golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
     model = LSTA(small_cfg()).eval()
     result = model.load_state_dict(golden["head_state_dict"], strict=False)
     assert result.unexpected_keys == []
@@ -131,7 +131,7 @@ def test_stm_state_dict_and_interface():
     from networks.stm import STM
     teacher = STM().eval()
     ours = [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in teacher.state_dict().items()]
-    assert ours == _listing(shared_path("spec", "stm_state_dict.txt"))
+    assert ours == _listing(fixture("stm_state_dict.txt"))
     frame = torch.rand(1, 3, 70, 90)
     masks = torch.zeros(1, 3, 70, 90)
     masks[0, 1, 10:40, 20:50] = 1

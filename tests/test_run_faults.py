@@ -228,12 +228,17 @@ def stage_cfg(toy_root, tmp_path, stage: int, **overrides):
 
 
 def test_interrupted_stage_1_stops_train_sh(toy_root, tmp_path):
+    # TRAIN_GPUS from --opts decides the processes (no NPROC): torchrun with two gloo ranks.
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"}
     out = subprocess.run(["bash", "train.sh", "--stop_step", "0", "--opts", *TINY, "DIR_DATA", toy_root,
                           "DIR_ROOT", str(tmp_path), "MODEL_BACKBONE", "resnet18", "PRETRAIN", "False",
-                          "MODEL_DISTILLATION", "False"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "NPROC": "1"})
-    assert out.returncode == EXIT_STOPPED, out.stderr[-2000:]
-    assert os.path.exists(tmp_path / "log" / "lsta_stage1" / "ckpt" / "save_step_0.pth")
+                          "MODEL_DISTILLATION", "False", "TRAIN_GPUS", "2"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert out.returncode != 0, out.stderr[-2000:]
+    stage1 = tmp_path / "log" / "lsta_stage1"
+    assert json.loads((stage1 / "summary.json").read_text())["world_size"] == 2
+    assert json.loads((stage1 / "summary.json").read_text())["status"] == "stopped"
+    assert os.path.exists(stage1 / "ckpt" / "save_step_0.pth")
     assert not os.path.exists(tmp_path / "log" / "lsta_stage2")
 
 

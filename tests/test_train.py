@@ -130,7 +130,7 @@ def test_distillation_with_random_teacher(toy_root, tmp_path):
     for as_designed in (False, True):
         cfg = tiny_cfg(toy_root, tmp_path / str(as_designed), MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(path),
-                       MODEL_DISTILLATION_TEACHER_AS_DESIGNED=as_designed)
+                       TRAIN_DISTILLATION_TEACHER_AS_DESIGNED=as_designed)
         parts = build_parts(cfg, CPU, LOG)
         assert parts.teacher.model.training is not as_designed
         result = train_step(parts, first_batch(cfg, parts), 5, cfg)
@@ -181,3 +181,106 @@ def test_torchrun_two_processes_gloo(toy_root, tmp_path):
     result = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())
     assert result["world_size"] == 2 and result["ranks_in_sync"] is True and result["status"] == "completed"
     assert os.path.exists(tmp_path / "log" / "toy" / "ckpt" / "save_step_2.pth")
+
+
+def _easy_and_hard_batch(cfg) -> dict:
+    parts = build_parts(cfg, CPU, LOG)
+    batch = {k: v for k, v in first_batch(cfg, parts).items() if k != "meta"}
+    # Sample 1's targets inverted: every pixel is hard there, few are in sample 0.
+    batch["curr_label"] = [torch.stack([label[0], 1 - label[1]]) for label in batch["curr_label"]]
+    return batch
+
+
+def test_the_loss_does_not_depend_on_how_the_batch_is_split(toy_root, tmp_path):
+    # One pass, two accumulated passes and two processes must give the same update: OHEM picks
+    # each sample's hardest pixels, as on the authors' one sample per GPU. The model is in eval
+    # mode so that its outputs do not depend on which samples share a pass.
+    opts = dict(TRAIN_WARM_UP_STEPS=0, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
+    cfg = tiny_cfg(toy_root, tmp_path, **opts)
+    batch = _easy_and_hard_batch(cfg)
+    results = {}
+    for passes, per_pass in (("one pass", 0), ("two passes", 1)):
+        cfg.set("TRAIN_MAX_BATCH_PER_PASS", per_pass)
+        parts = build_parts(cfg, CPU, LOG)
+        parts.model.eval()
+        result = train_step(parts, batch, 10, cfg)
+        results[passes] = (result.losses, parts.lsta.state_dict())
+    torch.save(batch, tmp_path / "batch.pt")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), os.path.join(ROOT, "tests", "helpers", "split_step.py"),
+           str(tmp_path / "batch.pt"), str(tmp_path / "out.pt"), *TINY, "DIR_DATA", toy_root,
+           *[str(x) for kv in opts.items() for x in kv]]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    two = torch.load(tmp_path / "out.pt", weights_only=True)
+    per_rank = two["losses"]  # rank r's losses are its own sample's
+    results["two processes"] = ([sum(f) / 2 for f in zip(*per_rank)], two["state_dict"])
+    # The samples' losses differ, so OHEM over both at once would not average to this.
+    assert abs(per_rank[0][0] - per_rank[1][0]) > 0.1
+    reference_losses, reference = results["one pass"]
+    for name, (losses, state) in results.items():
+        assert losses == pytest.approx(reference_losses, rel=1e-5), name
+        for key, value in reference.items():
+            if value.is_floating_point():
+                assert torch.allclose(state[key], value, rtol=1e-5, atol=1e-7), (name, key)
+
+
+def test_precision_is_true_float32_unless_tf32_is_asked_for(toy_root, tmp_path):
+    for allow, expected in ((False, "ieee"), (True, "tf32"), (False, "ieee")):
+        cfg = tiny_cfg(toy_root, tmp_path / str(allow), TRAIN_TOTAL_STEPS=2, DEVICE_ALLOW_TF32=allow)
+        assert train(cfg, CPU, stop_step=0) == EXIT_STOPPED
+        # The flags the run set for CUDA convolutions and matmuls (read without a GPU).
+        assert torch.backends.cudnn.conv.fp32_precision == expected
+        assert torch.backends.cuda.matmul.fp32_precision == expected
+        assert summary(cfg)["precision"] == "float32"  # this run's own device is the CPU
+
+
+def test_tensorboard_scalars_read_back(toy_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=2, TRAIN_TBLOG=True, TRAIN_TBLOG_STEP=1)
+    assert train(cfg, CPU) == 0
+    events = EventAccumulator(cfg.DIR_TB_LOG)
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/frame0", "loss/frame1", "iou/frame0", "iou/frame1", "lr", "seconds_per_step",
+            "samples_per_second"} <= tags
+    assert [e.step for e in events.Scalars("loss/frame0")] == [0, 1, 2]
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx([learning_rate(s, cfg) for s in range(3)])
+    assert summary(cfg)["losses"][0] == pytest.approx(events.Scalars("loss/frame0")[-1].value, rel=1e-6)
+
+
+def _backbone_only_file(path, fmt: str) -> str:
+    from torchvision.models import resnet18
+    torch.manual_seed(7)
+    state = resnet18(weights=None).state_dict()
+    if fmt == "torchvision deeplabv3":  # backbone.* plus a classifier, as torchvision's segmentation models
+        state = {**{"backbone." + k: v for k, v in state.items() if not k.startswith("fc.")},
+                 "classifier.4.weight": torch.zeros(21, 256, 1, 1)}
+    torch.save(state, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["torchvision deeplabv3", "ImageNet resnet"])
+def test_backbone_only_initial_file_never_leaves_random_frozen_parts(toy_root, tmp_path, fmt):
+    path = _backbone_only_file(tmp_path / "init.pth", fmt)
+    settings = dict(MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True, PRETRAIN=True, PRETRAIN_MODEL=path,
+                    TRAIN_TOTAL_STEPS=3)
+    refused = tiny_cfg(toy_root, tmp_path / "error", **settings)
+    assert train(refused, CPU) == 1
+    error = summary(refused)["error"]
+    assert "feature_extractor.aspp, feature_extractor.decoder" in error and "PRETRAIN_PARTIAL_ENCODER" in error
+    assert not checkpoints_newest_first(refused.DIR_CKPT)
+    # "train": ASPP and decoder learn with the head; the loaded backbone stays as loaded.
+    cfg = tiny_cfg(toy_root, tmp_path / "train", PRETRAIN_PARTIAL_ENCODER="train", **settings)
+    parts = build_parts(cfg, CPU, LOG, pretrained=path)
+    assert parts.trained_encoder_parts == ["aspp", "decoder"]
+    before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
+    train_step(parts, first_batch(cfg, parts), 1, cfg)
+    after = parts.lsta.state_dict()
+    changed = {k.split(".")[1] for k in before if k.startswith("feature_extractor.")
+               and not torch.equal(before[k], after[k])}
+    assert changed == {"aspp", "decoder"}
+    # The choice is recorded, so a resumed run trains the same parts.
+    assert train(cfg, CPU, stop_step=1) == EXIT_STOPPED
+    assert json.load(open(os.path.join(cfg.DIR_RESULT, "run.json")))["trained_encoder_parts"] == ["aspp", "decoder"]
+    assert train(cfg, CPU) == 0

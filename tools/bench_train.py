@@ -50,7 +50,7 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
                        "TRAIN_AMP": amp if name == "r101-amp" else "off",
                        **SETTINGS[name]["opts"]}.items():
         cfg.set(key, value)
-    info = init_distributed(cfg.DEVICE)
+    info = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
     parts = build_parts(cfg, info, setup_logger("bench_train", None))
     loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
     batch = next(iter(loader))

@@ -120,8 +120,12 @@ def state_dict_of(obj: Any, path: str, what: str) -> dict[str, torch.Tensor]:
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path: str,
-               scope: str = "", min_fraction: float = 0.9, skipped: list[str] | None = None) -> LoadReport:
-    """Load matching entries of `state` into `model`; fail when under `min_fraction` of `scope` loads."""
+               scope: str = "", min_fraction: float = 0.9, skipped: list[str] | None = None,
+               required: str | None = None) -> LoadReport:
+    """Load matching entries of `state` into `model`, reporting on the part `scope` as a whole.
+
+    Fails when under `min_fraction` of the entries under `required` (default: `scope`) load.
+    """
     target = model.state_dict()
     report = LoadReport(what, path, skipped=list(skipped or []))
     loadable = {}
@@ -136,9 +140,12 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
     in_scope = [k for k in target if k.startswith(scope)]
     report.loaded = [k for k in in_scope if k in loadable]
     report.missing = [k for k in in_scope if k not in loadable]
-    if len(report.loaded) < min_fraction * len(in_scope):
+    required = scope if required is None else required
+    needed = [k for k in target if k.startswith(required)]
+    found = [k for k in needed if k in loadable]
+    if len(found) < min_fraction * len(needed):
         raise CheckpointError(f"{what} {path} matches too little of the model: "
-                              f"{len(report.loaded)} of {len(in_scope)} entries{' under ' + scope if scope else ''}"
+                              f"{len(found)} of {len(needed)} entries{' under ' + required if required else ''}"
                               f" ({len(report.mismatched)} of another shape, {len(report.unexpected)} unknown)")
     model.load_state_dict(loadable, strict=False)
     print(report.summary())
@@ -156,7 +163,8 @@ def load_pretrained(model: nn.Module, path: str) -> LoadReport:
     """Initialise LSTA from PRETRAIN_MODEL: an LSTA checkpoint (whole model) or a pretrained encoder.
 
     Encoder formats: CFBI's `resnet101-deeplabv3p.pth.tar` (backbone/aspp/decoder), torchvision's
-    `deeplabv3_resnet101` state_dict (backbone only) and torchvision's ImageNet `resnet101`.
+    `deeplabv3_resnet101` state_dict (backbone only) and torchvision's ImageNet `resnet101`. The
+    report covers the whole encoder, so a backbone-only file shows ASPP and decoder as missing.
     """
     what = "pretrained weights (PRETRAIN_MODEL)"
     state = state_dict_of(read_checkpoint(path, what), path, what)
@@ -173,12 +181,12 @@ def load_pretrained(model: nn.Module, path: str) -> LoadReport:
         what = "torchvision deeplabv3 backbone"
         skipped = [n for n in names if not n.startswith("backbone.")]
         mapped = {"feature_extractor." + n: v for n, v in state.items() if n.startswith("backbone.")}
-        return load_state(model, mapped, what, path, "feature_extractor.backbone.", 0.9, skipped)
+        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
     if "conv1.weight" in state and has("layer1."):
         what = "torchvision ImageNet ResNet backbone"
         skipped = [n for n in names if n.startswith("fc.")]
         mapped = {"feature_extractor.backbone." + n: v for n, v in state.items() if not n.startswith("fc.")}
-        return load_state(model, mapped, what, path, "feature_extractor.backbone.", 0.9, skipped)
+        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
     raise CheckpointError(f"{what} {path} is in no known format: expected an LSTA checkpoint, CFBI's "
                           f"resnet101-deeplabv3p.pth.tar, torchvision deeplabv3_resnet101 or resnet101 weights")
 

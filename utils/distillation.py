@@ -12,13 +12,13 @@ from utils.checkpoint import CheckpointError, load_stm_teacher
 class StmTeacher:
     """Per current frame: memorise the previous frame with its mask, segment the current frame.
 
-    Default (the authors' signal, QUIRKS.md Keep 10): the student's normalised BGR tensors go in
+    Default (the authors' signal, docs/quirks.md): the student's normalised BGR tensors go in
     as they are (STM normalises them again), the mask channel gets the id map, and STM runs in
-    train mode. MODEL_DISTILLATION_TEACHER_AS_DESIGNED: [0,1] RGB, a binary mask, eval mode.
+    train mode. TRAIN_DISTILLATION_TEACHER_AS_DESIGNED: [0,1] RGB, a binary mask, eval mode.
     """
 
     def __init__(self, cfg: Config, device: torch.device, model: STM | None = None) -> None:
-        self.as_designed = cfg.MODEL_DISTILLATION_TEACHER_AS_DESIGNED
+        self.as_designed = cfg.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED
         if model is None:
             model = STM()
             path = cfg.MODEL_DISTILLATION_PRETRAINED_TEACHER

@@ -23,14 +23,19 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: str) -> DistInfo:
-    """Join torchrun's process group when WORLD_SIZE > 1; pick this rank's device."""
+def init_distributed(device: str, device_id: int = 0) -> DistInfo:
+    """Join torchrun's process group when WORLD_SIZE > 1; pick this rank's device.
+
+    One process uses GPU `device_id` (or the index in `device`, e.g. cuda:1); torchrun's ranks use
+    their LOCAL_RANK.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
     if use_cuda:
-        index = local_rank if world_size > 1 else (torch.device(device).index or 0)
+        index = local_rank if world_size > 1 else torch.device(device).index
+        index = device_id if index is None else index
         torch.cuda.set_device(index)
         torch_device = torch.device("cuda", index)
     else:

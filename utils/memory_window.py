@@ -1,4 +1,4 @@
-"""Inference state: the window of cached frames and the authors' window schedule (PIPELINE.md §4).
+"""Inference state: the window of cached frames and the authors' window schedule (docs/evaluation.md).
 
 Each frame is encoded once and reduced to its FrameCache (query projections, projected key, LTM
 sums: 48 channels instead of 256); the window holds at most MODEL_MAX_MEM of them, so memory does
@@ -30,7 +30,7 @@ class MemoryWindow:
             self.frames.pop(0)
 
     def pad(self) -> None:
-        """Fill the window by repeating its newest frame (short videos, QUIRKS.md Keep 7)."""
+        """Fill the window by repeating its newest frame (short videos, docs/quirks.md)."""
         while len(self.frames) < self.size:
             self.frames.append(self.frames[-1])
 

@@ -2,7 +2,7 @@
 
 Per-frame measures as davis2017-evaluation's `metrics.py` computes them (`db_eval_iou`,
 `db_eval_boundary` with `seg2bmap`), statistics as the DAVIS toolkit's `db_statistics`, frames
-1..n-2 of each sequence (PIPELINE.md §5).
+1..n-2 of each sequence (docs/evaluation.md).
 """
 from __future__ import annotations
 
