@@ -23,6 +23,14 @@ _DERIVED: dict[str, Callable[["Config"], Any]] = {
     "DIR_DATA": lambda c: os.path.join(c.DIR_ROOT, "data"),
     "DIR_DAVIS": lambda c: os.path.join(c.DIR_DATA, "DAVIS"),
     "DIR_YTB": lambda c: os.path.join(c.DIR_DATA, "YTB", "train"),
+    # Evaluation benchmarks (docs/evaluation.md for their layouts).
+    "DIR_YTB_EVAL": lambda c: os.path.join(c.DIR_DATA, "YTB", "valid"),
+    "DIR_FBMS": lambda c: os.path.join(c.DIR_DATA, "FBMS"),
+    "DIR_YTO": lambda c: os.path.join(c.DIR_DATA, "YTO"),
+    "DIR_LONGVIDEOS": lambda c: os.path.join(c.DIR_DATA, "LongVideos"),
+    "DIR_SEGTRACKV2": lambda c: os.path.join(c.DIR_DATA, "SegTrackv2"),
+    "DIR_VISAL": lambda c: os.path.join(c.DIR_DATA, "ViSal"),
+    "DIR_DAVSOD": lambda c: os.path.join(c.DIR_DATA, "DAVSOD"),
     "DIR_RESULT": lambda c: os.path.join(c.DIR_ROOT, "log", c.EXP_NAME),
     "DIR_CKPT": lambda c: os.path.join(c.DIR_RESULT, "ckpt"),
     "DIR_TB_LOG": lambda c: os.path.join(c.DIR_RESULT, "tensorboard"),
@@ -87,7 +95,7 @@ FINGERPRINT_KEYS = (
 MIN_FRAME_SIDE = 29
 BACKBONES = ("resnet101", "resnet", "resnet50", "resnet34", "resnet18")
 TRAIN_SETS = ("davis2017", "youtubevos")
-TEST_SETS = ("davis2016",)
+TEST_SETS = ("davis2016", "davis2017", "fbms", "yto", "longvideos", "segtrackv2", "visal", "davsod", "youtubevos")
 
 
 def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
@@ -160,9 +168,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRAIN_MAX_KEEP_CKPT": _int_at_least(1),
     "TEST_DATASET": _one_of(*TEST_SETS),
     "TEST_MAX_SIZE": _int_at_least(MIN_FRAME_SIDE),
-    "TEST_MULTISCALE": (lambda v: list(v) == [1], "[1] (multi-scale testing is not implemented)"),
-    "TEST_FLIP": _one_of(False),
-    "TEST_ENCODE_BATCH": _int_at_least(1),
+    "TEST_MULTISCALE": (lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                  and 0.25 <= x <= 4 for x in v), "a non-empty list of scales in [0.25, 4]"),
+    "TEST_ENCODE_BATCH": _int_at_least(0),
 }
 
 
@@ -261,14 +269,14 @@ class Config:
         self.TRAIN_AUTO_RESUME = True
 
         # ---- evaluation ----
-        self.TEST_DATASET = "davis2016"
+        self.TEST_DATASET = "davis2016"       # benchmark of eval.py (--dataset); see TEST_SETS
         self.TEST_DATASET_SPLIT = "val"
         self.TEST_DATASET_FULL_RESOLUTION = False
         self.TEST_CKPT_PATH = ""              # weights to evaluate; "": the newest checkpoint of EXP_NAME
         self.TEST_MAX_SIZE = 1040             # long-edge cap at test time (800 * 1.3)
-        self.TEST_FLIP = False
-        self.TEST_MULTISCALE = [1]
-        self.TEST_ENCODE_BATCH = 4            # frames encoded per encoder call
+        self.TEST_FLIP = False                # True: also segment the mirrored video, average the probabilities
+        self.TEST_MULTISCALE = [1.0]          # frame scales to segment at and average ([1.0]: the authors')
+        self.TEST_ENCODE_BATCH = 0            # frames per encoder call; 0: 4 on GPU, 1 on CPU (fastest there)
         self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
 
     def __getattr__(self, name: str) -> Any:

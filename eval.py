@@ -1,12 +1,15 @@
-"""Evaluate LSTA: DAVIS-2016 val masks + J/F, scoring alone, or a user's own video.
+"""Evaluate LSTA on the benchmarks of the field, or segment your own videos.
 
-    python eval.py --ckpt_path best_LSTA.pth [--out DIR] [--opts KEY VALUE ...]
-    python eval.py --score_only RESULTS_DIR [--opts DIR_DAVIS ROOT]
-    python eval.py --video clip.mp4 --ckpt_path best_LSTA.pth --out DIR [--max_side 854]
+    python eval.py [--dataset davis2016|davis2017|fbms|yto|longvideos|segtrackv2|visal|davsod|youtubevos]
+    python eval.py --dataset all                 # every benchmark whose data is present + a summary table
+    python eval.py --dataset folder --root DIR   # every video under DIR (scored where it has Annotations/)
+    python eval.py --video clip.mp4 [--max_side 854]
+    python eval.py --score_only RESULTS_DIR [--dataset NAME]
 
-Masks are predicted for every frame, frame 0 included (unsupervised: no ground truth is read
-while predicting), with the authors' preprocessing and memory-window schedule. Speed is the model
-alone: after warm-up, synchronised, disk I/O and scoring excluded.
+Weights: --ckpt_path, else TEST_CKPT_PATH, else the newest checkpoint of EXP_NAME. Every frame is
+predicted, frame 0 included (unsupervised: no ground truth is read while predicting), with the
+authors' preprocessing and window schedule (inference/). The protocols are in docs/evaluation.md.
+Speed is the model alone: after warm-up, synchronised, disk I/O and scoring excluded.
 """
 from __future__ import annotations
 
@@ -14,199 +17,28 @@ import argparse
 import os
 import shutil
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import MIN_FRAME_SIDE, Config
-from dataloaders.loader import WORKER_START_METHOD
-from dataloaders.eval_datasets import EvalFrames, EvalSequence, davis2016_sequences
-from dataloaders.transforms import eval_preprocess
+from dataloaders.eval_datasets import EvalSequence
+from inference.benchmarks import (BENCHMARKS, FOLDER, PROBABILITIES, Benchmark, BenchmarkResult, format_summary,
+                                  mask_folder, score, scorable)
+from inference.results import ResultWriter
+from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from utils.checkpoint import CheckpointError, load_lsta_weights, read_checkpoint
 from utils.checkpointer import checkpoints_newest_first
-from utils.errors import user_message
 from utils.cli import add_config_args, load_config, save_run_config
-from utils.image_io import (DamagedVideoError, iter_video_frames, read_binary_mask, read_image, video_fps, write_image,
-                            write_palette_png)
-from utils.memory_window import predict_video
-from utils.metrics import format_table, score_results
-from utils.overlay import overlay
+from utils.errors import user_message
+from utils.image_io import read_binary_mask, read_image, video_fps
+from utils.metrics import write_csv
 from utils.precision import set_float32_precision
 from utils.timing import SectionTimer
 
 RESULTS_RECORD = "config.json"  # written last: its presence marks a finished evaluation
-
-
-def build_model(cfg: Config, ckpt_path: str, device: torch.device) -> LSTA:
-    """LSTA with every entry loaded from `ckpt_path`, in eval mode on `device`."""
-    model = LSTA(cfg)
-    load_lsta_weights(model, ckpt_path, min_fraction=1.0)
-    return model.to(device).eval()
-
-
-def to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Logits (1,2,h,w) → uint8 mask (0/1) at the original frame size (bilinear, align_corners=True)."""
-    logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
-
-
-def warm_up(model: LSTA, batch: torch.Tensor) -> None:
-    """One untimed pass so that timings exclude lazy initialisation and autotuning."""
-    caches = model.cache_frames(model.encode(batch)).split()
-    model.segment_cached(caches[0], caches[:1], caches[-1])
-
-
-def _collate(items: list) -> tuple[torch.Tensor, list, list]:
-    return torch.stack([i[0] for i in items]), [i[1] for i in items], [i[2] for i in items]
-
-
-def evaluate_davis(cfg: Config, model: LSTA, device: torch.device, sequences: list[EvalSequence],
-                   out_dir: str, overlays: bool = False) -> SectionTimer:
-    """Write DAVIS-2016 masks for every sequence into out_dir/<seq>/<frame>.png; returns the timings.
-
-    With `overlays`, also out_dir/overlays/<seq>/<frame>.jpg (written off the timed path).
-    """
-    timer = SectionTimer(device)
-    frames_done = 0
-    writer = ThreadPoolExecutor(2)
-    bar = tqdm(sequences, desc="DAVIS-2016 val", dynamic_ncols=True)
-    for seq_index, seq in enumerate(bar):
-        loader = DataLoader(EvalFrames(seq.images, cfg.TEST_MAX_SIZE), batch_size=cfg.TEST_ENCODE_BATCH,
-                            num_workers=cfg.DATA_WORKERS, collate_fn=_collate, pin_memory=device.type == "cuda",
-                            multiprocessing_context=WORKER_START_METHOD if cfg.DATA_WORKERS > 0 else None)
-        sizes, names, writes = [], [], []
-
-        def batches() -> Iterator[torch.Tensor]:
-            for images, batch_sizes, batch_names in loader:
-                sizes.extend(batch_sizes)
-                names.extend(batch_names)
-                yield images.to(device, non_blocking=True)
-
-        stream: Iterator[torch.Tensor] = batches()
-        if seq_index == 0:
-            first = next(stream)
-            warm_up(model, first)
-            stream = _chain([first], stream)
-        for t, logits in predict_video(model, stream, cfg.MODEL_MAX_MEM, timer.measure):
-            with timer.measure("post"):
-                mask = to_mask(logits, sizes[t])
-            if t == 0 and cfg.TEST_COPY_FIRST_FRAME_GT:  # the authors' semi-supervised copy, by request
-                mask = read_binary_mask(seq.masks[0]).astype(np.uint8)
-            writes.append(writer.submit(write_palette_png, os.path.join(out_dir, seq.name, names[t] + ".png"), mask))
-            if overlays:
-                writes.append(writer.submit(_write_overlay, seq.images[t], mask,
-                                            os.path.join(out_dir, "overlays", seq.name, names[t] + ".jpg")))
-            frames_done += 1
-        _finish(writes)
-        bar.set_postfix(frames=frames_done)
-    writer.shutdown(wait=True)
-    timer.frames = frames_done
-    return timer
-
-
-def _write_overlay(image_path: str, mask: np.ndarray, out_path: str) -> None:
-    write_image(out_path, overlay(read_image(image_path), mask))
-
-
-def _finish(writes: list[Future]) -> None:
-    """Wait for queued writes and re-raise the first failure (a full disk must not pass silently)."""
-    for future in writes:
-        future.result()
-    writes.clear()
-
-
-def evaluate_video(cfg: Config, model: LSTA, device: torch.device, video: str, out_dir: str,
-                   max_side: int | None, accept_partial: bool = False) -> SectionTimer:
-    """Masks, overlays and an overlay .mp4 for a user's video file or folder of frames."""
-    timer = SectionTimer(device)
-    frames: dict[int, np.ndarray] = {}  # raw frames waiting for their mask (at most one window)
-    writer, writes = ThreadPoolExecutor(2), []
-
-    damage: list[DamagedVideoError] = []  # a damaged file: raised once every decoded frame has its mask
-
-    def batches() -> Iterator[torch.Tensor]:
-        pending, first_shape = [], None
-        decoded = enumerate(iter_video_frames(video, max_side, accept_partial))
-        while True:
-            try:
-                index, frame = next(decoded)
-            except StopIteration:
-                break
-            except DamagedVideoError as err:
-                damage.append(err)
-                break
-            first_shape = first_shape or frame.shape
-            if frame.shape != first_shape:
-                raise ValueError(f"frame {index} of {video} is {frame.shape[1]}x{frame.shape[0]}, unlike the "
-                                 f"frames before it: all frames of a video must have one size")
-            frames[index] = frame
-            pending.append(eval_preprocess(frame, cfg.TEST_MAX_SIZE, f"frame {index} of {video}"))
-            if len(pending) == cfg.TEST_ENCODE_BATCH:
-                yield torch.stack(pending).to(device)
-                pending = []
-        if pending:
-            yield torch.stack(pending).to(device)
-
-    stream = batches()
-    first = next(stream)
-    warm_up(model, first)
-    video_writer = None
-    mp4_path = os.path.join(out_dir, "overlay.mp4")
-    done = 0
-    bar = tqdm(desc=os.path.basename(video.rstrip("/")), unit="frame", dynamic_ncols=True)
-    for t, logits in predict_video(model, _chain([first], stream), cfg.MODEL_MAX_MEM, timer.measure):
-        frame = frames.pop(t)
-        with timer.measure("post"):
-            mask = to_mask(logits, frame.shape[:2])
-        shown = overlay(frame, mask)
-        writes.append(writer.submit(write_palette_png, os.path.join(out_dir, "masks", f"{t:05d}.png"), mask))
-        writes.append(writer.submit(write_image, os.path.join(out_dir, "overlays", f"{t:05d}.jpg"), shown))
-        if len(writes) > 64:
-            _finish(writes)
-        if video_writer is None:
-            os.makedirs(out_dir, exist_ok=True)
-            video_writer = cv2.VideoWriter(mp4_path, cv2.VideoWriter_fourcc(*"mp4v"), video_fps(video),
-                                           (frame.shape[1], frame.shape[0]))
-        video_writer.write(shown)
-        done += 1
-        bar.update(1)
-    bar.close()
-    if video_writer is not None:
-        video_writer.release()
-    _finish(writes)
-    writer.shutdown(wait=True)
-    timer.frames = done
-    print(f"wrote {done} masks to {out_dir}/masks, overlays to {out_dir}/overlays and {mp4_path}")
-    if damage:
-        raise damage[0]
-    return timer
-
-
-def report_speed(timer: SectionTimer, device: torch.device, input_size: str, precision: str) -> None:
-    """Frames/s of the model alone, split into encoder and head, with the conditions measured under."""
-    n = max(timer.frames, 1)
-    enc, head, post = (timer.seconds.get(k, 0.0) for k in ("encoder", "head", "post"))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"speed over {timer.frames} frames ({input_size}, {precision}, {device} [{name}]): "
-          f"encoder {1000 * enc / n:.1f} ms/frame, head {1000 * head / n:.1f} ms/frame, "
-          f"inference {n / max(enc + head, 1e-9):.2f} FPS; resize+argmax to original size "
-          f"{1000 * post / n:.1f} ms/frame (not in FPS)")
-
-
-def _resolution(cfg: Config) -> str:
-    return "Full-Resolution" if cfg.TEST_DATASET_FULL_RESOLUTION else "480p"
-
-
-def _chain(first: list, rest: Iterable) -> Iterator:
-    yield from first
-    yield from rest
 
 
 def resolve_checkpoint(cfg: Config, ckpt_path: str | None) -> tuple[str, str]:
@@ -245,56 +77,160 @@ def prepare_results_folder(out_dir: str, overwrite: bool) -> None:
     shutil.rmtree(out_dir)
 
 
+def benchmarks_to_run(name: str, cfg: Config, root: str | None) -> list[tuple[Benchmark, str]]:
+    """(benchmark, data root) pairs for --dataset NAME, `all` (those whose data is present) or `folder`."""
+    if name == "folder":
+        if not root:
+            raise ValueError("--dataset folder needs --root DIR, the folder that holds the videos")
+        return [(FOLDER, root)]
+    if name == "all":
+        chosen = [(b, getattr(cfg, b.root_key)) for b in BENCHMARKS.values()]
+        for bench, path in chosen:
+            if not os.path.isdir(path):
+                print(f"skipping {bench.name}: {bench.root_key} {path} not found")
+        chosen = [(b, p) for b, p in chosen if os.path.isdir(p)]
+        if not chosen:
+            raise FileNotFoundError("no benchmark data found (see data/README.md for where each goes)")
+        return chosen
+    if name not in BENCHMARKS:
+        raise ValueError(f"--dataset {name!r}: choose from {', '.join(list(BENCHMARKS) + ['all', 'folder'])}")
+    bench = BENCHMARKS[name]
+    return [(bench, root or getattr(cfg, bench.root_key))]
+
+
+def results_name(bench: Benchmark, cfg: Config) -> str:
+    """The results folder's name: the benchmark, with the split for DAVIS (davis2016-val)."""
+    return f"{bench.name}-{cfg.TEST_DATASET_SPLIT}" if bench.name.startswith("davis") else bench.name
+
+
+def run_benchmark(cfg: Config, segmenter: VideoSegmenter, bench: Benchmark, sequences: list[EvalSequence],
+                  out_dir: str, probabilities: bool, overlays: bool, timer: SectionTimer) -> None:
+    """Segment every sequence and write its masks (and probability maps, overlays) under `out_dir`."""
+    bar = tqdm(sequences, desc=bench.name, dynamic_ncols=True)
+    for seq in bar:
+        writer = ResultWriter(mask_folder(bench, out_dir, seq.name),
+                              os.path.join(out_dir, PROBABILITIES, seq.name) if probabilities else None,
+                              os.path.join(out_dir, "overlays", seq.name) if overlays else None)
+        names = seq.frame_names if seq.images else None
+        try:
+            for frame in segmenter.segment(seq.video or seq.images, name=f"{bench.name} sequence {seq.name!r}"):
+                name = names[frame.index] if names else f"{frame.index:05d}"
+                mask = None
+                if frame.index == 0 and cfg.TEST_COPY_FIRST_FRAME_GT and name in seq.annotations:
+                    mask = read_binary_mask(seq.annotations[name]).astype(np.uint8)  # the authors' copy, by request
+                writer.write(name, frame, mask)
+                timer.frames += 1
+        finally:
+            writer.close()
+        bar.set_postfix(frames=timer.frames)
+
+
+def run_video(cfg: Config, segmenter: VideoSegmenter, video: str, out_dir: str, max_side: int | None,
+              accept_partial: bool, timer: SectionTimer) -> None:
+    """Masks, overlays and an overlay .mp4 for a video file or a folder of frames."""
+    writer = ResultWriter(os.path.join(out_dir, "masks"), overlays=os.path.join(out_dir, "overlays"),
+                          video=os.path.join(out_dir, "overlay.mp4"), fps=video_fps(video))
+    bar = tqdm(desc=os.path.basename(video.rstrip("/")), unit="frame", dynamic_ncols=True)
+    try:
+        for frame in segmenter.segment(video, max_side, accept_partial):
+            writer.write(f"{frame.index:05d}", frame)
+            timer.frames += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+        print(f"wrote {timer.frames} masks to {out_dir}/masks, overlays to {out_dir}/overlays and "
+              f"{out_dir}/overlay.mp4")
+
+
+def report_speed(timer: SectionTimer, device: torch.device, precision: str, views: int) -> None:
+    """Frames/s of the model alone, split into encoder and head, with the conditions measured under."""
+    n = max(timer.frames, 1)
+    enc, head, post = (timer.seconds.get(k, 0.0) for k in ("encoder", "head", "post"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"speed over {timer.frames} frames ({precision}, {views} view{'s' if views > 1 else ''} per frame, "
+          f"{device} [{name}]): encoder {1000 * enc / n:.1f} ms/frame, head {1000 * head / n:.1f} ms/frame, "
+          f"inference {n / max(enc + head, 1e-9):.2f} FPS; resize+argmax to original size "
+          f"{1000 * post / n:.1f} ms/frame (not in FPS)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
+    parser.add_argument("--dataset", default=None, help="benchmark name, all, or folder (default: TEST_DATASET)")
+    parser.add_argument("--root", default=None, help="the benchmark's data folder (default: its DIR_* key)")
     parser.add_argument("--ckpt_path", default=None,
                         help="LSTA weights (default: TEST_CKPT_PATH if set, else the newest checkpoint of EXP_NAME)")
     parser.add_argument("--out", default=None,
-                        help="results folder (default: log/<exp>/eval/<dataset>-<split>/<step_N or weights name>)")
+                        help="results folder (default: log/<exp>/eval/<benchmark>/<step_N or weights name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
     parser.add_argument("--score_only", metavar="RESULTS_DIR", default=None,
-                        help="score existing masks against DAVIS-2016 ground truth and exit")
+                        help="score existing masks (and probability maps) of one benchmark and exit")
+    parser.add_argument("--saliency", action="store_true", help="also score S-measure, max/adaptive F, MAE")
+    parser.add_argument("--save_probs", action="store_true", help="write 8-bit foreground probability maps")
+    parser.add_argument("--overlays", action="store_true", help="also write overlay images per sequence")
     parser.add_argument("--video", default=None, help="segment a video file or a folder of frames")
     parser.add_argument("--max_side", type=int, default=None, help="--video: shrink frames to this longer side")
     parser.add_argument("--accept_partial_video", action="store_true",
                         help="--video: keep the frames a damaged video file decodes instead of stopping")
-    parser.add_argument("--overlays", action="store_true", help="DAVIS: also write overlay images per sequence")
     args = parser.parse_args()
     cfg = load_config(args)
     try:
         if args.max_side is not None and args.max_side < MIN_FRAME_SIDE:
             raise ValueError(f"--max_side {args.max_side} is below {MIN_FRAME_SIDE}, the smallest frame side the "
                              f"network accepts")
-        sequences = None if args.video else davis2016_sequences(cfg.DIR_DAVIS, cfg.TEST_DATASET_SPLIT,
-                                                                _resolution(cfg))
+        chosen = [] if args.video else benchmarks_to_run(args.dataset or cfg.TEST_DATASET, cfg, args.root)
+        data = [(scorable(bench, sequences), sequences) for bench, root in chosen
+                for sequences in [bench.read(cfg, root)]]
         if args.score_only:
-            figures, rows = score_results(args.score_only, sequences)
-            print(format_table(figures, rows))
-            print(f"wrote {args.score_only}/global_results-val.csv and per-sequence_results-val.csv")
+            if len(data) != 1:
+                raise ValueError("--score_only scores one benchmark: name it with --dataset")
+            bench, sequences = data[0]
+            result = score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)
+            print(result.table)
+            print(format_summary([result]))
             return
-        if cfg.TEST_FLIP or list(cfg.TEST_MULTISCALE) != [1]:  # also refused by the config's rules
-            raise ValueError("TEST_FLIP / TEST_MULTISCALE are not implemented: use TEST_FLIP False, TEST_MULTISCALE [1]")
         device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
         precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
         ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
-        name = os.path.basename(args.video.rstrip("/")) if args.video else f"{cfg.TEST_DATASET}-{cfg.TEST_DATASET_SPLIT}"
-        out_dir = args.out or os.path.join(cfg.DIR_EVALUATION, name, tag)
-        prepare_results_folder(out_dir, args.overwrite)
-        print(f"evaluating {ckpt_path} ({tag}); results in {out_dir}")
-        model = build_model(cfg, ckpt_path, device)
-        with torch.inference_mode():
-            if args.video:
-                timer = evaluate_video(cfg, model, device, args.video, out_dir, args.max_side, args.accept_partial_video)
-                report_speed(timer, device, "frames resized to 16k+1 sides", precision)
-            else:
-                timer = evaluate_davis(cfg, model, device, sequences, out_dir, args.overlays)
-                report_speed(timer, device, f"long edge ≤ {cfg.TEST_MAX_SIZE}, sides 16k+1", precision)
-        if not args.video:
-            figures, rows = score_results(out_dir, sequences)
-            print(format_table(figures, rows))
-            print(f"masks and global_results-val.csv / per-sequence_results-val.csv in {out_dir}")
-        save_run_config(cfg, os.path.join(out_dir, RESULTS_RECORD), checkpoint=ckpt_path)  # written on success only
+        if args.video:
+            folders = [args.out or os.path.join(cfg.DIR_EVALUATION, os.path.basename(args.video.rstrip("/")), tag)]
+        elif len(data) == 1:
+            folders = [args.out or os.path.join(cfg.DIR_EVALUATION, results_name(data[0][0], cfg), tag)]
+        else:
+            folders = [os.path.join(args.out or cfg.DIR_EVALUATION, results_name(b, cfg), tag) for b, _ in data]
+        for folder in folders:
+            prepare_results_folder(folder, args.overwrite)
+        print(f"evaluating {ckpt_path} ({tag}); results in {', '.join(folders)}")
+        model = LSTA(cfg)
+        load_lsta_weights(model, ckpt_path, min_fraction=1.0)
+        timer = SectionTimer(device)
+        segmenter = VideoSegmenter.from_config(model, cfg, device, timer.measure)
+        if args.video:
+            segmenter.warm_up(np.zeros((64, 64, 3), np.uint8))
+            run_video(cfg, segmenter, args.video, folders[0], args.max_side, args.accept_partial_video, timer)
+            save_run_config(cfg, os.path.join(folders[0], RESULTS_RECORD), checkpoint=ckpt_path)
+            report_speed(timer, device, precision, len(segmenter.views))
+            return
+        results: list[BenchmarkResult] = []
+        for (bench, sequences), folder in zip(data, folders):
+            if timer.frames == 0 and sequences[0].images:
+                segmenter.warm_up(read_image(sequences[0].images[0]))
+            saliency = args.saliency or bench.metrics == "saliency"
+            run_benchmark(cfg, segmenter, bench, sequences, folder, saliency or args.save_probs, args.overlays, timer)
+            result = score(bench, sequences, folder, cfg.TEST_DATASET_SPLIT, args.saliency)
+            results.append(result)
+            save_run_config(cfg, os.path.join(folder, RESULTS_RECORD), checkpoint=ckpt_path, benchmark=bench.name)
+            print(result.table)
+            print(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder}")
+        report_speed(timer, device, precision, len(segmenter.views))
+        print(format_summary(results))
+        if len(results) > 1:
+            summary = os.path.join(args.out or cfg.DIR_EVALUATION, f"summary-{tag}.csv")
+            write_csv(summary, ["benchmark", "measure", "figure", "value"],
+                      [{"benchmark": r.name, "measure": r.label, "figure": k, "value": v}
+                       for r in results for k, v in r.headline.items()])
+            print(f"summary: {summary}")
     except (CheckpointError, OSError, RuntimeError, ValueError) as err:
         sys.exit(f"error: {user_message(err)}")
 

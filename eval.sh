@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Evaluate on DAVIS-2016 val: masks under log/<exp>/eval/davis2016-val/, then the J/F table.
-#   bash eval.sh [CKPT] [eval.py args ...]      CKPT defaults to ./best_LSTA.pth (the authors' weights)
-# Data: DIR_DAVIS (default data/DAVIS); override with --opts DIR_DAVIS /path/to/DAVIS.
+# Evaluate: masks, scores and a summary table (docs/evaluation.md).
+#   bash eval.sh [BENCHMARK|all] [CKPT] [eval.py args ...]
+#     BENCHMARK   davis2016 (default: TEST_DATASET), davis2017, fbms, yto, longvideos, segtrackv2,
+#                 visal, davsod, youtubevos; `all` runs every one whose data is present
+#     CKPT        weights (default ./best_LSTA.pth, the authors')
+# Data roots: DIR_DAVIS, DIR_FBMS, DIR_YTO, ... (default data/<name>); e.g. --opts DIR_FBMS /data/FBMS.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+DATASET=()
+if [[ "${1:-}" =~ ^(all|davis2016|davis2017|fbms|yto|longvideos|segtrackv2|visal|davsod|youtubevos|folder)$ ]]; then
+  DATASET=(--dataset "$1"); shift
+fi
 CKPT=./best_LSTA.pth
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then CKPT=$1; shift; fi
-exec "$PY" eval.py --ckpt_path "$CKPT" "$@"
+exec "$PY" eval.py "${DATASET[@]}" --ckpt_path "$CKPT" "$@"

@@ -1,60 +1,176 @@
-"""Evaluation data: DAVIS-2016 val sequences and their frames, preprocessed as the authors do."""
+"""Evaluation data: the video layouts benchmarks are distributed in, read into EvalSequences.
+
+- DAVIS: `JPEGImages/<res>/<seq>/*.jpg`, `Annotations/<res>/<seq>/*.png`, sequences from
+  `ImageSets/<year>/<split>.txt` (DAVIS-2016's own release: `ImageSets/480p/<split>.txt` pairs).
+- Folder layout (FBMS, Long-Videos, SegTrack-v2, ViSal, DAVSOD, YouTube-VOS valid, your own):
+  `JPEGImages/<seq>/<frame>` and `Annotations/<seq>/<frame>.png`; annotations may be sparse (only
+  frames with a PNG are scored); sequences from `ImageSets/<split>.txt` when present, else every
+  folder. YouTube-Objects also as `JPEGImages/<class>/<video>/` (class = the outer folder).
+Ground truth is binarised as any nonzero pixel (palette index or grey value) by the scorers.
+"""
 from __future__ import annotations
 
-import glob
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from dataloaders.transforms import eval_preprocess
-from utils.image_io import read_image
+from utils.image_io import IMAGE_EXTENSIONS
 
 
 @dataclass
 class EvalSequence:
-    """One evaluation video: frame paths in order, and ground-truth mask paths where present."""
-    name: str
+    """One evaluation video: frame paths in order, ground truth per frame name where annotated."""
+    name: str                      # also its results folder (may hold a '/': class/video)
     images: list[str]
-    masks: list[str]
+    annotations: dict[str, str] = field(default_factory=dict)  # frame name → ground-truth PNG
+    group: str = ""                # YouTube-Objects: the class
+    video: str = ""                # a video file to decode instead of `images`
+
+    @property
+    def frame_names(self) -> list[str]:
+        """Each frame's name: its file name without extension."""
+        return [os.path.splitext(os.path.basename(p))[0] for p in self.images]
+
+    @property
+    def masks(self) -> list[str]:
+        """Ground-truth paths of the annotated frames, in frame order."""
+        return [self.annotations[n] for n in self.frame_names if n in self.annotations]
 
 
-def davis2016_sequence_names(root: str, split: str = "val") -> list[str]:
-    """Sequence names from `ImageSets/2016/<split>.txt` (DAVIS-2017 release) or `ImageSets/480p/<split>.txt` (DAVIS-2016)."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"DAVIS root (DIR_DAVIS) not found: {root} (expected JPEGImages/480p, "
-                                f"Annotations/480p and ImageSets/2016/{split}.txt; see data/README.md)")
-    names_file = os.path.join(root, "ImageSets", "2016", f"{split}.txt")
+def _require_dir(path: str, what: str, hint: str) -> None:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} not found: {path} ({hint})")
+
+
+def _read_names(path: str) -> list[str]:
+    with open(path) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def _frames(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def _annotations(folder: str) -> dict[str, str]:
+    if not os.path.isdir(folder):
+        return {}
+    return {os.path.splitext(n)[0]: os.path.join(folder, n) for n in sorted(os.listdir(folder))
+            if n.lower().endswith(".png")}
+
+
+def davis_sequence_names(root: str, year: str, split: str) -> list[str]:
+    """Sequence names from `ImageSets/<year>/<split>.txt`, or DAVIS-2016's `ImageSets/480p/<split>.txt` pairs."""
+    _require_dir(root, "DAVIS root (DIR_DAVIS)", f"expected JPEGImages/480p, Annotations/480p and "
+                                                   f"ImageSets/{year}/{split}.txt; see data/README.md")
+    names_file = os.path.join(root, "ImageSets", year, f"{split}.txt")
     pairs_file = os.path.join(root, "ImageSets", "480p", f"{split}.txt")
     if os.path.isfile(names_file):
-        with open(names_file) as f:
-            return [line.strip() for line in f if line.strip()]
-    if os.path.isfile(pairs_file):
+        return _read_names(names_file)
+    if year == "2016" and os.path.isfile(pairs_file):
         # Lines "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png".
-        with open(pairs_file) as f:
-            names = [line.split()[0].strip("/").split("/")[2] for line in f if line.strip()]
-        return list(dict.fromkeys(names))
-    raise FileNotFoundError(f"DAVIS-2016 split file not found: neither {names_file} (DAVIS-2017 release) "
-                            f"nor {pairs_file} (DAVIS-2016 release)")
+        return list(dict.fromkeys(name.strip("/").split("/")[2] for name in _read_names(pairs_file)))
+    raise FileNotFoundError(f"DAVIS-{year} split file not found: {names_file}"
+                            + (f" (nor DAVIS-2016's own {pairs_file})" if year == "2016" else ""))
 
 
-def davis2016_sequences(root: str, split: str = "val", resolution: str = "480p") -> list[EvalSequence]:
-    """The sequences of DAVIS-2016 `split`, each checked: frames present, one mask per frame, equal sizes."""
+def davis_sequences(root: str, year: str = "2016", split: str = "val", resolution: str = "480p") -> list[EvalSequence]:
+    """The sequences of a DAVIS split, each checked: frames present, one mask per frame, equal sizes."""
     sequences = []
-    for name in davis2016_sequence_names(root, split):
-        images = sorted(glob.glob(os.path.join(root, "JPEGImages", resolution, name, "*.jpg")))
+    for name in davis_sequence_names(root, year, split):
+        images = sorted(p for p in _frames_or_empty(os.path.join(root, "JPEGImages", resolution, name))
+                        if p.lower().endswith(".jpg"))
         if not images:
             raise FileNotFoundError(f"DAVIS sequence {name!r} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', resolution, name)}")
-        masks = [os.path.join(root, "Annotations", resolution, name, os.path.basename(p)[:-4] + ".png")
-                 for p in images]
-        for image, mask in zip(images, masks):
-            if not os.path.isfile(mask):
+        seq = EvalSequence(name, images, _annotations(os.path.join(root, "Annotations", resolution, name)))
+        for frame, image in zip(seq.frame_names, images):
+            mask = os.path.join(root, "Annotations", resolution, name, frame + ".png")
+            if frame not in seq.annotations:
                 raise FileNotFoundError(f"DAVIS sequence {name!r}: frame {image} has no mask {mask}")
             check_same_size(image, mask)
-        sequences.append(EvalSequence(name, images, masks))
+        sequences.append(seq)
+    return sequences
+
+
+def davis2016_sequences(root: str, split: str = "val", resolution: str = "480p") -> list[EvalSequence]:
+    """DAVIS-2016 `split` (the DAVIS-2017 release's `ImageSets/2016`, or DAVIS-2016's own release)."""
+    return davis_sequences(root, "2016", split, resolution)
+
+
+def _frames_or_empty(folder: str) -> list[str]:
+    return _frames(folder) if os.path.isdir(folder) else []
+
+
+def folder_sequences(root: str, split: str | None = None, what: str = "benchmark", nested: bool = False,
+                     check_sizes: bool = True) -> list[EvalSequence]:
+    """Sequences of the folder layout: `JPEGImages/<seq>/`, sparse `Annotations/<seq>/*.png`.
+
+    `ImageSets/<split>.txt` lists the sequences when it exists, else every folder is one. With
+    `nested`, a folder whose subfolders hold the frames is a class of videos (YouTube-Objects'
+    `<class>/<video>/`); without it, the class is the name's leading letters (`aeroplane0001`).
+    """
+    images_root = os.path.join(root, "JPEGImages")
+    _require_dir(images_root, f"{what} frames folder", f"expected {root}/JPEGImages/<sequence>/<frame>.jpg and "
+                                                       f"Annotations/<sequence>/<frame>.png; see docs/evaluation.md")
+    split_file = os.path.join(root, "ImageSets", f"{split}.txt") if split else None
+    if split_file and os.path.isfile(split_file):
+        names = _read_names(split_file)
+    else:
+        names = _sequence_folders(images_root, nested)
+    sequences = []
+    for name in names:
+        images = _frames_or_empty(os.path.join(images_root, name))
+        if not images:
+            raise FileNotFoundError(f"{what} sequence {name!r} has no frames in {os.path.join(images_root, name)}")
+        group = name.split("/")[0] if "/" in name else re.sub(r"[^a-zA-Z].*$", "", name) or name
+        seq = EvalSequence(name, images, _annotations(os.path.join(root, "Annotations", name)), group)
+        if check_sizes:
+            frames = dict(zip(seq.frame_names, images))
+            for frame, mask in seq.annotations.items():
+                if frame not in frames:
+                    raise FileNotFoundError(f"{what} sequence {name!r}: annotation {mask} has no frame")
+                check_same_size(frames[frame], mask)
+        sequences.append(seq)
+    if not sequences:
+        raise FileNotFoundError(f"no sequences in {images_root}")
+    return sequences
+
+
+def _sequence_folders(images_root: str, nested: bool) -> list[str]:
+    names = []
+    for name in sorted(os.listdir(images_root)):
+        path = os.path.join(images_root, name)
+        if not os.path.isdir(path):
+            continue
+        inner = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+        if nested or (inner and not _frames(path)):
+            names += [f"{name}/{d}" for d in inner]
+        else:
+            names.append(name)
+    return names
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def video_folder_sequences(root: str) -> list[EvalSequence]:
+    """Every video under `root`: the folder layout when it has JPEGImages/, else each subfolder of
+    frames and each video file (unscored)."""
+    _require_dir(root, "video folder (--root)", "a folder of videos: subfolders of frames or video files")
+    if os.path.isdir(os.path.join(root, "JPEGImages")):
+        return folder_sequences(root, None, "video folder")
+    sequences = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and _frames(path):
+            sequences.append(EvalSequence(name, _frames(path)))
+        elif os.path.isfile(path) and name.lower().endswith(VIDEO_EXTENSIONS):
+            sequences.append(EvalSequence(os.path.splitext(name)[0], [], video=path))
+    if not sequences:
+        raise FileNotFoundError(f"no videos in {root}: expected subfolders of frames or video files "
+                                f"({', '.join(VIDEO_EXTENSIONS)})")
     return sequences
 
 
@@ -67,18 +183,3 @@ def check_same_size(image: str, mask: str) -> None:
         raise ValueError(f"unreadable image or mask: {image} / {mask} ({err})") from None
     if size_a != size_b:
         raise ValueError(f"mask {mask} is {size_b[0]}x{size_b[1]} but its frame {image} is {size_a[0]}x{size_a[1]}")
-
-
-class EvalFrames(Dataset):
-    """Frames of one video, preprocessed for the model: (tensor (3,H',W'), original (h, w), frame name)."""
-
-    def __init__(self, images: list[str], max_size: int = 1040) -> None:
-        self.images, self.max_size = images, max_size
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, tuple[int, int], str]:
-        image = read_image(self.images[index])
-        name = os.path.splitext(os.path.basename(self.images[index]))[0]
-        return eval_preprocess(image, self.max_size, self.images[index]), image.shape[:2], name

@@ -34,21 +34,26 @@ def normalise(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def eval_size(height: int, width: int, max_size: int = 1040) -> tuple[int, int]:
-    """The authors' test-time size: long edge capped at `max_size`, each side of the form 16k+1."""
+def eval_size(height: int, width: int, max_size: int = 1040, scale: float = 1.0) -> tuple[int, int]:
+    """The authors' test-time size: long edge capped at `max_size`, each side of the form 16k+1.
+
+    `scale` (test-time multi-scale) scales the frame and the cap alike; 1 is the authors' size.
+    """
+    if scale != 1.0:
+        height, width, max_size = round(height * scale), round(width * scale), max_size * scale
     if max(height, width) > max_size:
-        scale = max_size / max(height, width)
-        height, width = int(scale * height), int(scale * width)
+        factor = max_size / max(height, width)
+        height, width = int(factor * height), int(factor * width)
     fix = lambda n: n if (n - 1) % 16 == 0 else int(np.round((n - 1) / 16)) * 16 + 1  # noqa: E731
     return fix(height), fix(width)
 
 
-def eval_preprocess(image: np.ndarray, max_size: int = 1040, source: str = "frame") -> torch.Tensor:
+def eval_preprocess(image: np.ndarray, max_size: int = 1040, source: str = "frame", scale: float = 1.0) -> torch.Tensor:
     """A BGR frame → (3,H',W') normalised tensor at `eval_size` (cubic resize when the size changes).
 
     ValueError naming `source` when the frame is smaller than the network accepts.
     """
-    h, w = eval_size(image.shape[0], image.shape[1], max_size)
+    h, w = eval_size(image.shape[0], image.shape[1], max_size, scale)
     if min(h, w) < MIN_FRAME_SIDE:
         raise ValueError(f"{source} is {image.shape[1]}x{image.shape[0]}, too small: the network needs sides of at "
                          f"least {MIN_FRAME_SIDE} pixels after the resize to 16k+1 sides (here {w}x{h})")

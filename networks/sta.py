@@ -23,8 +23,13 @@ class STA(nn.Module):
         """query, key (B,d,h,w) → (B,d,h,w); values are the keys."""
         b, d, h, w = query.shape
         area = self.patch * self.patch
-        q = F.unfold(query, self.patch, stride=self.stride).view(b, d, area, -1).permute(0, 3, 2, 1)
-        k = F.unfold(key, self.patch, stride=self.stride).view(b, d, area, -1).permute(0, 3, 2, 1)
-        out = F.scaled_dot_product_attention(q, k, k)  # softmax(q kᵀ / sqrt(d)) k, per patch
-        out = out.permute(0, 3, 2, 1).reshape(b, d * area, -1)
+        q = F.unfold(query, self.patch, stride=self.stride).view(b, d, area, -1)  # (B,d,64,P)
+        k = F.unfold(key, self.patch, stride=self.stride).view(b, d, area, -1)
+        patches = q.shape[-1]
+        # One batched matmul per product over all B·P patches (the fused attention kernels run a
+        # loop of small copies per patch on CPU): softmax(q kᵀ / sqrt(d)) k, per patch.
+        q = q.permute(0, 3, 2, 1).reshape(b * patches, area, d)
+        k = k.permute(0, 3, 2, 1).reshape(b * patches, area, d)
+        weights = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * d ** -0.5, dim=-1)
+        out = torch.bmm(weights, k).view(b, patches, area, d).permute(0, 3, 2, 1).reshape(b, d * area, patches)
         return F.fold(out, (h, w), self.patch, stride=self.stride)

@@ -66,7 +66,7 @@ def _config_cases():
         ("TRAIN_TOTAL_STEPS", "-5"), ("TRAIN_BATCH_SIZE", "0"), ("MODEL_MAX_MEM", "2"), ("TRAIN_MAX_KEEP_CKPT", "0"),
         ("TEST_MAX_SIZE", "10"), ("TRAIN_AMP", "fp8"), ("DATASETS", "[]"), ("DATASETS", "['coco']"),
         ("MODEL_BACKBONE", "vgg16"), ("DATA_RANDOMFLIP", "1.5"), ("TRAIN_LR", "0"), ("TEST_DATASET", "nope"),
-        ("DEVICE", "gpu"), ("EXP_NAME", "a/b"), ("TEST_MULTISCALE", "[0.5, 1]"), ("TEST_FLIP", "True"),
+        ("DEVICE", "gpu"), ("EXP_NAME", "a/b"), ("TEST_MULTISCALE", "[]"), ("TEST_MULTISCALE", "[0, 1]"),
         ("TRAIN_DISTILLATION_LOSS_WEIGHT", "2"), ("DATA_WORKERS", "-1"), ("TRAIN_WARM_UP_STEPS", "60000"),
         ("TRAIN_START_STEP", "60000"), ("DATA_MAX_SCALE_FACTOR", "0.5"), ("TRAIN_MIN_LR", "1.0"),
     ]

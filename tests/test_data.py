@@ -10,11 +10,14 @@ from PIL import Image
 
 from config import Config
 from dataloaders.data_check import DataError, check_training_data
-from dataloaders.eval_datasets import EvalFrames, davis2016_sequences
+from dataloaders.eval_datasets import davis2016_sequences
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import (Video, VideoTrainDataset, build_train_dataset, davis2017_videos,
                                         reflect, sample_frame_indices, youtubevos_videos)
-from dataloaders.transforms import eval_size
+from dataloaders.transforms import eval_preprocess, eval_size
+from inference.segmenter import VideoSegmenter
+from networks.lsta import LSTA
+from tests.test_lsta_model import small_cfg
 from tests.conftest import shared_path
 from utils.image_io import read_image
 
@@ -181,8 +184,8 @@ def test_mask_size_and_truncated_image(damaged):
         read_image(video.images[1])
     with pytest.raises(ValueError, match="00000.png is 50x40 but its frame .*00000.jpg is 216x120"):
         davis2016_sequences(davis)
-    with pytest.raises(ValueError, match="truncated.*00001.jpg"):
-        EvalFrames(video.images)[1]
+    with pytest.raises(ValueError, match="00001.jpg"):
+        list(VideoSegmenter(LSTA(small_cfg()), window=3).segment(video.images[:3]))
 
 
 def test_skip_bad_samples_option(damaged):
@@ -222,9 +225,9 @@ def test_eval_size_rule():
 def test_davis2016_val_on_toy(toy_root):
     sequences = davis2016_sequences(os.path.join(toy_root, "DAVIS"))
     assert [s.name for s in sequences] == ["toy-val-00", "toy-val-01"]
-    frames = EvalFrames(sequences[0].images)
-    tensor, size, name = frames[0]
-    assert tensor.shape == (3, 113, 209) and size == (120, 216) and name == "00000"
+    image = read_image(sequences[0].images[0])
+    assert eval_preprocess(image).shape == (3, 113, 209) and image.shape[:2] == (120, 216)
+    assert sequences[0].frame_names[0] == "00000"
 
 
 def test_davis2016_release_layout(toy_root, tmp_path):
@@ -243,8 +246,8 @@ def test_davis2016_val_on_real_sequences():
     sequences = davis2016_sequences(root)
     assert len(sequences) == 2
     for seq in sequences:
-        tensor, size, _ = EvalFrames(seq.images)[0]
-        assert size == (480, 854) and tensor.shape == (3, 481, 849)
+        image = read_image(seq.images[0])
+        assert image.shape[:2] == (480, 854) and eval_preprocess(image).shape == (3, 481, 849)
         assert len(seq.masks) == len(seq.images)
 
 

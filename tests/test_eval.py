@@ -14,7 +14,7 @@ from networks.lsta import LSTA
 from tests.conftest import ROOT
 from utils.checkpoint import save_checkpoint
 from utils.image_io import read_image
-from utils.memory_window import predict_video
+from inference.window import predict_video
 
 TOY_ARCH = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 

@@ -1,4 +1,4 @@
-"""Write small synthetic videos in the DAVIS-2017 and YouTube-VOS-2019 layouts.
+"""Write small synthetic videos in the layouts of the training sets and of every benchmark.
 
     python tools/make_toy_data.py --out data/toy [--seed N]
 
@@ -9,6 +9,9 @@ Output (byte-identical for the same arguments):
     <out>/DAVIS/JPEGImages/480p/<seq>/00000.jpg, Annotations/480p/<seq>/00000.png (palette, ids 1..K),
     <out>/DAVIS/ImageSets/2017/{train,val}.txt, ImageSets/2016/val.txt
     <out>/YTB/train/JPEGImages/<vid>/*.jpg, Annotations/<vid>/*.png (every 5th frame), meta.json
+    <out>/{FBMS,YTO,YTO_flat,LongVideos,SegTrackv2,ViSal,DAVSOD,YTB/valid}/: the benchmarks' folder
+        layouts (JPEGImages/<seq>/, sparse Annotations/<seq>/; YTO as <class>/<video>/ and flat)
+    <out>/videos/: a folder of frames and an .avi (eval.py --dataset folder)
 """
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.image_io import write_image, write_palette_png  # noqa: E402
+from utils.image_io import write_grey_png, write_image, write_palette_png  # noqa: E402
 
 
 @dataclass
@@ -36,6 +40,7 @@ class ToySpec:
     ytb_videos: int = 4
     ytb_frames: int = 21
     ytb_annotation_step: int = 5
+    bench_frames: int = 8
 
 
 @dataclass
@@ -149,6 +154,57 @@ def write_youtubevos(out: str, spec: ToySpec, seed: int) -> None:
         json.dump(meta, f, indent=1, sort_keys=True)
 
 
+def _write_video_set(root: str, names: list[str], spec: ToySpec, seed: int, tag: int, frames: int,
+                     annotate: Callable[[int], bool], objects: int = 1, grey: bool = False,
+                     leaves_view: bool = False) -> None:
+    """Videos in the folder layout: JPEGImages/<name>/<t>.jpg, Annotations/<name>/<t>.png where `annotate(t)`."""
+    for index, name in enumerate(names):
+        rng = np.random.RandomState([seed, tag, index])
+        images, masks = _render_video(rng, spec, frames, objects, leaves_view and index == 0)
+        for t, (image, mask) in enumerate(zip(images, masks)):
+            write_image(os.path.join(root, "JPEGImages", name, f"{t:05d}.jpg"), image)
+            if annotate(t):
+                path = os.path.join(root, "Annotations", name, f"{t:05d}.png")
+                if grey:  # saliency sets ship 0/255 grey ground truth
+                    write_grey_png(path, (mask > 0).astype(np.uint8) * 255)
+                else:
+                    write_palette_png(path, mask)
+
+
+def write_benchmarks(out: str, spec: ToySpec, seed: int) -> None:
+    """Toy copies of the evaluation benchmarks' layouts (docs/evaluation.md), a few short videos each."""
+    n = spec.bench_frames
+    # FBMS: sparse annotations, an ImageSets/test.txt; the first video's object leaves the view, so
+    # its last annotated frames have empty ground truth.
+    fbms = ["toyfbms01", "toyfbms02"]
+    _write_video_set(os.path.join(out, "FBMS"), fbms, spec, seed, 10, 2 * n, lambda t: t % 3 == 0, leaves_view=True)
+    _write_lines(os.path.join(out, "FBMS", "ImageSets", "test.txt"), fbms)
+    # YouTube-Objects as distributed (JPEGImages/<class>/<video>/) and flat (<class><number>).
+    yto = ["aeroplane/0001", "aeroplane/0002", "cat/0001"]
+    _write_video_set(os.path.join(out, "YTO"), yto, spec, seed, 11, n, lambda t: t % 2 == 0, leaves_view=True)
+    _write_video_set(os.path.join(out, "YTO_flat"), [v.replace("/", "") for v in yto], spec, seed, 11, n,
+                     lambda t: t % 2 == 0, leaves_view=True)
+    _write_video_set(os.path.join(out, "LongVideos"), ["toylong01", "toylong02"], spec, seed, 12, 2 * n,
+                     lambda t: t % 4 == 0)
+    _write_video_set(os.path.join(out, "SegTrackv2"), ["toyst01", "toyst02"], spec, seed, 13, n, lambda t: True,
+                     objects=2)
+    for tag, name in ((14, "ViSal"), (15, "DAVSOD")):
+        _write_video_set(os.path.join(out, name), [f"toy{name.lower()}01", f"toy{name.lower()}02"], spec, seed, tag,
+                         n, lambda t: True, grey=True)
+    # YouTube-VOS valid: every frame, the first frame's mask only (unused: unsupervised).
+    _write_video_set(os.path.join(out, "YTB", "valid"), ["toyytbv01", "toyytbv02"], spec, seed, 16, n,
+                     lambda t: t == 0)
+    # Your own videos: a folder of frames and a video file.
+    images, _ = _render_video(np.random.RandomState([seed, 17, 0]), spec, n, 1, False)
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    writer = cv2.VideoWriter(os.path.join(out, "videos", "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (spec.width, spec.height))
+    for t, image in enumerate(images):
+        write_image(os.path.join(out, "videos", "frames", f"{t:05d}.jpg"), image)
+        writer.write(image)
+    writer.release()
+
+
 def _write_lines(path: str, lines: list[str]) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -160,6 +216,7 @@ def make_toy_data(out: str, seed: int = 0, spec: ToySpec | None = None) -> None:
     spec = spec or ToySpec()
     write_davis(out, spec, seed)
     write_youtubevos(out, spec, seed)
+    write_benchmarks(out, spec, seed)
 
 
 def main() -> None:

@@ -145,6 +145,13 @@ def write_palette_png(path: str, mask: np.ndarray) -> None:
     _write_atomically(path, buffer.getbuffer())
 
 
+def write_grey_png(path: str, image: np.ndarray) -> None:
+    """Write a uint8 grey image (a probability map) as PNG, atomically."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG")
+    _write_atomically(path, buffer.getbuffer())
+
+
 def write_image(path: str, image: np.ndarray, quality: int = 95) -> None:
     """Write a BGR uint8 image (JPEG or PNG by extension), atomically."""
     ext = os.path.splitext(path)[1].lower()

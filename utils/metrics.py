@@ -88,46 +88,74 @@ class SequenceScore:
                 "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
 
 
+def read_pair(gt_path: str, result_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, result) as binary masks; a missing result or a size mismatch is an error naming it."""
+    if not os.path.isfile(result_path):
+        raise FileNotFoundError(f"result mask missing: {result_path} (ground truth {gt_path})")
+    gt, pred = read_binary_mask(gt_path), read_binary_mask(result_path)
+    if gt.shape != pred.shape:
+        raise ValueError(f"result mask {result_path} is {pred.shape[1]}x{pred.shape[0]} but the ground "
+                         f"truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}")
+    return gt, pred
+
+
+def score_pairs(name: str, pairs: list[tuple[str, str]], boundary: bool = True) -> SequenceScore:
+    """J (and F) of each (ground truth, result) pair of one sequence."""
+    j, f = [], []
+    for gt_path, result_path in pairs:
+        gt, pred = read_pair(gt_path, result_path)
+        j.append(region_iou(gt, pred))
+        if boundary:
+            f.append(boundary_f(gt, pred))
+    return SequenceScore(name, np.array(j), np.array(f))
+
+
 def score_sequence(name: str, gt_paths: list[str], result_dir: str) -> SequenceScore:
-    """J and F of frames 1..n-2 of one sequence; a missing result or a size mismatch is an error."""
+    """J and F of frames 1..n-2 of one DAVIS sequence (every frame annotated)."""
     if len(gt_paths) < 3:
         raise ValueError(f"sequence {name!r} has {len(gt_paths)} frames; scoring needs at least 3")
     if not os.path.isdir(result_dir):
         raise FileNotFoundError(f"results for sequence {name!r} not found: {result_dir}")
-    j, f = [], []
-    for gt_path in gt_paths[1:-1]:
-        result_path = os.path.join(result_dir, os.path.basename(gt_path))
-        if not os.path.isfile(result_path):
-            raise FileNotFoundError(f"result mask missing for sequence {name!r}: {result_path}")
-        gt, pred = read_binary_mask(gt_path), read_binary_mask(result_path)
-        if gt.shape != pred.shape:
-            raise ValueError(f"result mask {result_path} is {pred.shape[1]}x{pred.shape[0]} but the ground "
-                             f"truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}")
-        j.append(region_iou(gt, pred))
-        f.append(boundary_f(gt, pred))
-    return SequenceScore(name, np.array(j), np.array(f))
+    return score_pairs(name, [(p, os.path.join(result_dir, os.path.basename(p))) for p in gt_paths[1:-1]])
+
+
+def davis_figures(scores: list[SequenceScore]) -> tuple[dict[str, float], list[dict]]:
+    """(global figures, per-sequence rows) of the DAVIS statistics; dataset figures are means over sequences."""
+    rows = [s.row() for s in scores]
+    figures = {c: float(np.mean([r[c] for r in rows])) for c in SEQUENCE_COLUMNS[1:]}
+    return {"J&F-Mean": (figures["J-Mean"] + figures["F-Mean"]) / 2, **figures}, rows
+
+
+def write_csv(path: str, columns: list[str], rows: list[dict]) -> None:
+    """Rows as CSV, numbers at full precision."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns})
+
+
+def davis_csv_names(split: str | None) -> list[str]:
+    """`global_results-<split>.csv`, `per-sequence_results-<split>.csv` (davis2017-evaluation's names)."""
+    suffix = f"-{split}" if split else ""
+    return [f"global_results{suffix}.csv", f"per-sequence_results{suffix}.csv"]
+
+
+def write_davis_csvs(results_dir: str, split: str | None, figures: dict[str, float], rows: list[dict]) -> list[str]:
+    """The global and per-sequence CSVs of the DAVIS statistics; returns their names."""
+    names = davis_csv_names(split)
+    write_csv(os.path.join(results_dir, names[0]), GLOBAL_COLUMNS, [figures])
+    write_csv(os.path.join(results_dir, names[1]), SEQUENCE_COLUMNS, rows)
+    return names
 
 
 def score_results(results_dir: str, sequences: list, workers: int = 4) -> tuple[dict[str, float], list[dict]]:
-    """Score `results_dir/<seq>/<frame>.png` against EvalSequences; write the two official CSVs.
-
-    Returns (global figures, per-sequence rows). Dataset figures are means over sequences.
-    """
+    """Score DAVIS-2016 `results_dir/<seq>/<frame>.png` against EvalSequences; write the two official CSVs."""
     with ThreadPoolExecutor(workers) as pool:
         scores = list(pool.map(lambda s: score_sequence(s.name, s.masks, os.path.join(results_dir, s.name)),
                                sequences))
-    rows = [s.row() for s in scores]
-    figures = {c: float(np.mean([r[c] for r in rows])) for c in SEQUENCE_COLUMNS[1:]}
-    figures = {"J&F-Mean": (figures["J-Mean"] + figures["F-Mean"]) / 2, **figures}
-    with open(os.path.join(results_dir, "global_results-val.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, GLOBAL_COLUMNS)
-        writer.writeheader()
-        writer.writerow({c: repr(figures[c]) for c in GLOBAL_COLUMNS})
-    with open(os.path.join(results_dir, "per-sequence_results-val.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, SEQUENCE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row[c] if c == "Sequence" else repr(row[c]) for c in SEQUENCE_COLUMNS})
+    figures, rows = davis_figures(scores)
+    write_davis_csvs(results_dir, "val", figures, rows)
     return figures, rows
 
 

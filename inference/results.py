@@ -1,0 +1,70 @@
+"""Where a segmenter's results go: mask PNGs, probability PNGs, overlay images and an overlay video.
+
+Writes run on two threads off the model's path; `close()` waits for them and raises the first
+failure (a full disk must not pass silently). Every file is written atomically.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from inference.segmenter import SegmentedFrame
+from utils.image_io import write_grey_png, write_image, write_palette_png
+from utils.overlay import overlay
+
+MAX_QUEUED = 64
+
+
+class ResultWriter:
+    """Writes each frame's results under `folder`: `<masks>/<name>.png` and, as asked, probability
+    maps (8-bit, `probabilities/`), overlays (`overlays/`) and an overlay video."""
+
+    def __init__(self, masks: str, probabilities: str | None = None, overlays: str | None = None,
+                 video: str | None = None, fps: float = 24.0) -> None:
+        self.masks, self.probabilities, self.overlays = masks, probabilities, overlays
+        self.video_path, self.fps = video, fps
+        self.video: cv2.VideoWriter | None = None
+        self.pool = ThreadPoolExecutor(2)
+        self.futures: list[Future] = []
+
+    def write(self, name: str, frame: SegmentedFrame, mask: np.ndarray | None = None) -> None:
+        """Queue the files of one frame (`mask` replaces the predicted one, e.g. a copied ground truth)."""
+        mask = frame.mask if mask is None else mask
+        self._submit(write_palette_png, os.path.join(self.masks, name + ".png"), mask)
+        if self.probabilities:
+            probability = np.round(frame.probability * 255).astype(np.uint8)
+            self._submit(write_grey_png, os.path.join(self.probabilities, name + ".png"), probability)
+        if self.overlays or self.video_path:
+            shown = overlay(frame.image, mask)
+            if self.overlays:
+                self._submit(write_image, os.path.join(self.overlays, name + ".jpg"), shown)
+            if self.video_path:
+                self._video_frame(shown)
+
+    def close(self) -> None:
+        """Wait for every queued write; raise the first that failed."""
+        try:
+            self._drain(0)
+        finally:
+            self.pool.shutdown(wait=True)
+            if self.video is not None:
+                self.video.release()
+
+    def _submit(self, fn, *args) -> None:
+        self.futures.append(self.pool.submit(fn, *args))
+        if len(self.futures) > MAX_QUEUED:
+            self._drain(MAX_QUEUED // 2)
+
+    def _drain(self, keep: int) -> None:
+        while len(self.futures) > keep:
+            self.futures.pop(0).result()
+
+    def _video_frame(self, shown: np.ndarray) -> None:
+        if self.video is None:
+            os.makedirs(os.path.dirname(self.video_path) or ".", exist_ok=True)
+            self.video = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                         (shown.shape[1], shown.shape[0]))
+        self.video.write(shown)

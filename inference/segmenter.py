@@ -1,0 +1,191 @@
+"""VideoSegmenter: masks and foreground probabilities for a video's frames, streamed in order.
+
+    segmenter = VideoSegmenter.from_checkpoint("best_LSTA.pth")
+    for frame in segmenter.segment("clip.mp4"):          # or a folder, or frames / image paths
+        frame.mask, frame.probability, frame.image       # (h, w) uint8, (h, w) float32, BGR
+
+Every benchmark, `eval.py --video` and your own code use this one engine: the authors'
+preprocessing and window schedule, each frame encoded once, memory flat in the video's length.
+Test-time augmentation (TEST_FLIP, TEST_MULTISCALE) runs one stream per view, each with its own
+memory window, and averages the views' foreground probabilities at the original size.
+"""
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from config import Config
+from dataloaders.transforms import eval_preprocess
+from inference.window import WindowSchedule
+from networks.lsta import LSTA
+from utils.checkpoint import load_lsta_weights
+from utils.image_io import DamagedVideoError, iter_video_frames, read_image
+
+READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
+
+
+@dataclass
+class SegmentedFrame:
+    """One frame's result at its original size."""
+    index: int
+    mask: np.ndarray          # (h, w) uint8: 1 = object
+    probability: np.ndarray   # (h, w) float32: the object's probability
+    image: np.ndarray         # (h, w, 3) uint8 BGR: the frame as read
+
+
+@dataclass(frozen=True)
+class View:
+    """One test-time view of the video: a scale of the frame size, possibly mirrored."""
+    scale: float = 1.0
+    flip: bool = False
+
+
+def default_encode_batch(device: torch.device) -> int:
+    """Frames per encoder call: 4 on GPUs; 1 on CPUs, where batching only costs time and memory."""
+    return 4 if device.type == "cuda" else 1
+
+
+class VideoSegmenter:
+    """An LSTA model with the authors' inference schedule; `segment()` streams a video's results."""
+
+    def __init__(self, model: LSTA, window: int = 11, max_size: int = 1040, encode_batch: int = 0,
+                 flip: bool = False, scales: Sequence[float] = (1.0,), device: torch.device | str | None = None,
+                 measure: Callable[[str], ContextManager] | None = None) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.window, self.max_size = window, max_size
+        self.encode_batch = encode_batch or default_encode_batch(self.device)
+        self.views = [View(float(s), f) for s in scales for f in ((False, True) if flip else (False,))]
+        self.measure = measure or (lambda _: contextlib.nullcontext())
+
+    @classmethod
+    def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
+                    measure: Callable[[str], ContextManager] | None = None) -> "VideoSegmenter":
+        """A segmenter with the config's window, size cap, batch and test-time augmentation."""
+        return cls(model, cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
+                   cfg.TEST_MULTISCALE, device, measure)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, cfg: Config | None = None, device: torch.device | str | None = None,
+                        measure: Callable[[str], ContextManager] | None = None) -> "VideoSegmenter":
+        """LSTA weights from `path` (every entry must load), settings from `cfg` (default: the authors')."""
+        cfg = cfg or Config()
+        model = LSTA(cfg)
+        load_lsta_weights(model, path, min_fraction=1.0)
+        device = device if device is not None else ("cuda" if str(cfg.DEVICE).startswith("cuda") else "cpu")
+        return cls.from_config(model, cfg, device, measure)
+
+    @torch.inference_mode()
+    def warm_up(self, image: np.ndarray) -> None:
+        """One untimed pass, so that timings exclude lazy initialisation and autotuning."""
+        batch = self._views_of([image])[0]
+        caches = self.model.cache_frames(self.model.encode(batch)).split()
+        self.model.segment_cached(caches[0], caches[:1] * 2, caches[0])
+
+    @torch.inference_mode()
+    def segment(self, frames: str | Iterable[np.ndarray | str], max_side: int | None = None,
+                accept_partial: bool = False, name: str | None = None) -> Iterator[SegmentedFrame]:
+        """Results for every frame, in order, as soon as the schedule allows (frames 0..M-1 together).
+
+        `frames`: a video file or a folder of frames (`max_side` shrinks large frames,
+        `accept_partial` keeps what a damaged video decodes), or an iterable of BGR uint8 frames or
+        image paths. All frames must have one size. `name` labels the video in error messages.
+        """
+        name = name or (frames if isinstance(frames, str) else "the video")
+        source = iter_video_frames(frames, max_side, accept_partial) if isinstance(frames, str) else _read(frames)
+        schedules = [WindowSchedule(self.model, self.window) for _ in self.views]
+        images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
+        pending: list[np.ndarray] = []
+        shape, first, damage = None, 0, None
+        try:
+            for index, image in enumerate(source):
+                shape = shape or image.shape
+                if image.shape != shape:
+                    raise ValueError(f"frame {index} of {name} is {image.shape[1]}x{image.shape[0]}, unlike the frames "
+                                     f"before it ({shape[1]}x{shape[0]}): all frames of a video must have one size")
+                images[index] = image
+                first = index if not pending else first
+                pending.append(image)
+                if len(pending) == self.encode_batch:
+                    yield from self._advance(pending, first, schedules, images, name)
+                    pending = []
+        except DamagedVideoError as err:  # every frame that did decode still gets its result first
+            damage = err
+        if pending:
+            yield from self._advance(pending, first, schedules, images, name)
+        with self.measure("head"):
+            done = [schedule.finish() for schedule in schedules]
+        yield from self._collect(done, images)
+        if damage is not None:
+            raise damage
+
+    def _advance(self, frames: list[np.ndarray], first: int, schedules: list[WindowSchedule],
+                 images: dict[int, np.ndarray], name: str) -> Iterator[SegmentedFrame]:
+        inputs = self._views_of(frames, first, name)
+        done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
+        for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
+            with self.measure("encoder"):
+                caches = self.model.cache_frames(self.model.encode(batch)).split()
+            with self.measure("head"):
+                for cache in caches:
+                    done[v] += schedule.push(cache)
+        yield from self._collect(done, images)
+
+    def _views_of(self, frames: list[np.ndarray], first: int = 0, name: str = "the video") -> list[torch.Tensor]:
+        """Each view's preprocessed batch (B,3,H',W') on the device."""
+        batches = []
+        for view in self.views:
+            tensors = [eval_preprocess(f, self.max_size, f"frame {first + i} of {name}", view.scale)
+                       for i, f in enumerate(frames)]
+            batch = torch.stack(tensors).to(self.device, non_blocking=True)
+            batches.append(batch.flip(-1) if view.flip else batch)
+        return batches
+
+    def _collect(self, done: list[list[tuple[int, torch.Tensor]]],
+                 images: dict[int, np.ndarray]) -> Iterator[SegmentedFrame]:
+        for per_view in zip(*done):  # every view predicts the same frames at the same time
+            index = per_view[0][0]
+            with self.measure("post"):
+                result = self._combine(index, [logits for _, logits in per_view], images.pop(index))
+            yield result
+
+    def _combine(self, index: int, logits: list[torch.Tensor], image: np.ndarray) -> SegmentedFrame:
+        size = image.shape[:2]
+        full = [F.interpolate(l.flip(-1) if v.flip else l, size=size, mode="bilinear", align_corners=True)
+                for v, l in zip(self.views, logits)]
+        if len(full) == 1:  # the authors' masks, exactly: the argmax of the resized logits
+            mask = full[0].argmax(dim=1)[0]
+            probability = torch.softmax(full[0], dim=1)[0, 1]
+        else:
+            probability = torch.stack([torch.softmax(l, dim=1)[0, 1] for l in full]).mean(0)
+            mask = probability > 0.5
+        return SegmentedFrame(index, mask.to(torch.uint8).cpu().numpy(), probability.float().cpu().numpy(), image)
+
+
+def _read(frames: Iterable[np.ndarray | str]) -> Iterator[np.ndarray]:
+    """Arrays as they are; image paths decoded by reader threads, READ_AHEAD frames ahead."""
+    items = iter(frames)
+    with ThreadPoolExecutor(2) as pool:
+        queue: list = []
+        for item in items:
+            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _done(item))
+            if len(queue) > READ_AHEAD:
+                yield queue.pop(0).result()
+        for future in queue:
+            yield future.result()
+
+
+class _done:
+    """A finished 'future' for a frame given as an array."""
+
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = value
+
+    def result(self) -> np.ndarray:
+        return self.value
