@@ -26,10 +26,10 @@ class STA(nn.Module):
         q = F.unfold(query, self.patch, stride=self.stride).view(b, d, area, -1)  # (B,d,64,P)
         k = F.unfold(key, self.patch, stride=self.stride).view(b, d, area, -1)
         patches = q.shape[-1]
-        # One batched matmul per product over all B·P patches (the fused attention kernels run a
-        # loop of small copies per patch on CPU): softmax(q kᵀ / sqrt(d)) k, per patch.
-        q = q.permute(0, 3, 2, 1).reshape(b * patches, area, d)
-        k = k.permute(0, 3, 2, 1).reshape(b * patches, area, d)
+        # One batched matmul per product over all B·P patches, on contiguous (B·P, 64, d) operands:
+        # a strided view makes the CPU kernels copy patch by patch (thousands of small copies).
+        q = q.permute(0, 3, 2, 1).contiguous().view(b * patches, area, d)
+        k = k.permute(0, 3, 2, 1).contiguous().view(b * patches, area, d)
         weights = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * d ** -0.5, dim=-1)
         out = torch.bmm(weights, k).view(b, patches, area, d).permute(0, 3, 2, 1).reshape(b, d * area, patches)
         return F.fold(out, (h, w), self.patch, stride=self.stride)
