@@ -1,21 +1,33 @@
-"""Time LSTA's encoder and head per frame (481×849 by default) and report peak memory.
+"""Per-frame cost of LSTA's streaming inference (encoder + head) at 481×849, and its memory.
 
-    python tools/bench_model.py [--device cpu|cuda] [--backbone resnet101] [--repeats 3]
+    python tools/bench_model.py [--device cpu|cuda] [--backbone resnet101] [--windows 11 41]
+                                [--batches 1 2 4] [--memory_frames 100 1000]
 
-Head time is per query frame at each memory size (window = query + size-1 memory frames), for our
-cached head (each frame projected once) and for the authors' form (every memory frame re-projected
-for every query).
+- encoder: ms per frame when frames are encoded in batches of 1, 2, 4 (TEST_ENCODE_BATCH), and
+  the peak memory of each batch size (each in its own process);
+- head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
+  VideoSegmenter runs it, and re-projecting every memory frame as the authors' code does;
+- per-frame streaming cost = encoder (batch 1 on CPU, 4 on GPU) + head, for the plain views and
+  for test-time flip and multi-scale (0.75, 1, 1.25);
+- memory: peak RSS of a process that streams 100 and 1,000 frames through VideoSegmenter (the
+  toy model at 120×216: the engine's state, not the backbone's, is what could grow).
+Timings are medians after a warm-up, CUDA-synchronised; random weights (the speed is the same).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
 from config import Config  # noqa: E402
+from dataloaders.transforms import eval_size  # noqa: E402
 from networks.lsta import LSTA  # noqa: E402
 from utils.timing import now, peak_memory_mb  # noqa: E402
 
@@ -31,28 +43,28 @@ def timed(fn, device: str, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--backbone", default="resnet101")
-    parser.add_argument("--height", type=int, default=481)
-    parser.add_argument("--width", type=int, default=849)
-    parser.add_argument("--memory_sizes", type=int, nargs="+", default=[11, 41])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-
+def model_for(backbone: str, device: str) -> LSTA:
     cfg = Config()
-    cfg.set("MODEL_BACKBONE", args.backbone)
+    cfg.set("MODEL_BACKBONE", backbone)
     torch.manual_seed(0)
-    model = LSTA(cfg).to(args.device).eval()
-    image = torch.randn(1, 3, args.height, args.width, device=args.device)
-    print(f"device {args.device} ({torch.get_num_threads()} threads), backbone {args.backbone}, "
-          f"input {args.height}x{args.width}, float32, torch {torch.__version__}")
+    return LSTA(cfg).to(device).eval()
+
+
+def encoder_cost(args: argparse.Namespace, batch: int) -> dict:
+    """ms per frame encoding `batch` frames per call (run in its own process for its peak memory)."""
+    model = model_for(args.backbone, args.device)
+    images = torch.randn(batch, 3, args.height, args.width, device=args.device)
     with torch.inference_mode():
-        features = model.encode(image)
-        encoder_s = timed(lambda: model.encode(image), args.device, args.repeats)
-        print(f"encoder: {encoder_s * 1000:.1f} ms/frame -> features {tuple(features.shape)}")
-        for size in args.memory_sizes:
+        seconds = timed(lambda: model.cache_frames(model.encode(images)), args.device, args.repeats)
+    return {"batch": batch, "ms_per_frame": 1000 * seconds / batch, "peak_mb": peak_memory_mb(args.device)}
+
+
+def head_costs(model: LSTA, height: int, width: int, windows: list[int], device: str, repeats: int) -> dict:
+    """ms per query frame for each window: cached (VideoSegmenter's way) and re-projecting (the authors')."""
+    out = {}
+    with torch.inference_mode():
+        features = model.encode(torch.randn(1, 3, height, width, device=device))
+        for size in windows:
             memory = [features.clone() for _ in range(size - 1)]
             caches = [model.cache_frames(f) for f in memory]
 
@@ -60,16 +72,91 @@ def main() -> None:
                 query = model.cache_frames(features)  # the new frame is projected once
                 return model.segment_cached(query, caches[:-1], caches[-1])
 
-            def authors_step():
-                return model.segment(features, memory[:-1], memory[-1])
+            cached = timed(cached_step, device, repeats)
+            authors = timed(lambda: model.segment(features, memory[:-1], memory[-1]), device, repeats)
+            out[size] = {"cached_ms": 1000 * cached, "authors_ms": 1000 * authors}
+    return out
 
-            logits = cached_step()
-            cached_s = timed(cached_step, args.device, args.repeats)
-            authors_s = timed(authors_step, args.device, args.repeats)
-            print(f"head, memory size {size}: {cached_s * 1000:.1f} ms/frame cached, "
-                  f"{authors_s * 1000:.1f} ms/frame re-projecting (x{authors_s / cached_s:.2f}) "
-                  f"-> logits {tuple(logits.shape)}")
-    print(f"peak memory: {peak_memory_mb(args.device):.0f} MiB ({'GPU allocated' if args.device == 'cuda' else 'CPU RSS'})")
+
+def memory_run(frames: int) -> dict:
+    """Peak RSS of streaming `frames` toy frames through VideoSegmenter (run in its own process)."""
+    import numpy as np
+    from inference.segmenter import VideoSegmenter
+    cfg = Config()
+    cfg.apply_preset("toy")
+    torch.manual_seed(0)
+    segmenter = VideoSegmenter(LSTA(cfg), window=11, device="cpu")
+    rng = np.random.RandomState(0)
+    base = rng.randint(0, 255, (120, 216, 3)).astype(np.uint8)
+    stream = (np.roll(base, t, axis=1) for t in range(frames))
+    count = sum(1 for _ in segmenter.segment(stream))
+    return {"frames": count, "peak_mb": peak_memory_mb("cpu")}
+
+
+def in_subprocess(flag: str, value: int, args: argparse.Namespace) -> dict:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), flag, str(value), "--device", args.device,
+                          "--backbone", args.backbone, "--repeats", str(args.repeats), "--height", str(args.height),
+                          "--width", str(args.width)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backbone", default="resnet101")
+    parser.add_argument("--height", type=int, default=481)
+    parser.add_argument("--width", type=int, default=849)
+    parser.add_argument("--windows", type=int, nargs="+", default=[11, 41])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
+    parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--encoder_batch", type=int, default=None, help=argparse.SUPPRESS)  # internal
+    parser.add_argument("--memory_run", type=int, default=None, help=argparse.SUPPRESS)     # internal
+    args = parser.parse_args()
+    if args.encoder_batch:
+        print(json.dumps(encoder_cost(args, args.encoder_batch)))
+        return
+    if args.memory_run:
+        print(json.dumps(memory_run(args.memory_run)))
+        return
+
+    print(f"device {args.device} ({torch.get_num_threads()} threads), backbone {args.backbone}, input "
+          f"{args.height}x{args.width}, float32, torch {torch.__version__}, random weights")
+    encoders = [in_subprocess("--encoder_batch", b, args) for b in args.batches]
+    for e in encoders:
+        print(f"encoder, batch {e['batch']}: {e['ms_per_frame']:.1f} ms/frame "
+              f"({e['ms_per_frame'] / encoders[0]['ms_per_frame']:.2f}x batch {encoders[0]['batch']}), "
+              f"peak {e['peak_mb']:.0f} MiB")
+    model = model_for(args.backbone, args.device)
+    heads = head_costs(model, args.height, args.width, args.windows, args.device, args.repeats)
+    for size, h in heads.items():
+        print(f"head, window {size}: {h['cached_ms']:.1f} ms/frame cached, {h['authors_ms']:.1f} ms/frame "
+              f"re-projecting like the authors (x{h['authors_ms'] / h['cached_ms']:.2f})")
+    default_batch = 4 if args.device == "cuda" else 1
+    encoder_ms = next((e["ms_per_frame"] for e in encoders if e["batch"] == default_batch), encoders[0]["ms_per_frame"])
+    for size, h in heads.items():
+        print(f"streaming, window {size}: {encoder_ms + h['cached_ms']:.0f} ms/frame (encoder batch "
+              f"{default_batch} + head); with flip: {2 * (encoder_ms + h['cached_ms']):.0f} ms/frame")
+    # Multi-scale: every scale's encoder and head, at that scale's 16k+1 size.
+    total = 0.0
+    for scale in args.scales:
+        h, w = eval_size(args.height, args.width, 1040, scale)
+        with torch.inference_mode():
+            images = torch.randn(1, 3, h, w, device=args.device)
+            enc = timed(lambda: model.cache_frames(model.encode(images)), args.device, args.repeats)
+        head = head_costs(model, h, w, [args.windows[0]], args.device, args.repeats)[args.windows[0]]["cached_ms"]
+        total += 1000 * enc + head
+        print(f"scale {scale}: {h}x{w}, encoder {1000 * enc:.0f} + head {head:.0f} ms/frame")
+    print(f"streaming, window {args.windows[0]}, scales {args.scales}: {total:.0f} ms/frame "
+          f"({2 * total:.0f} with flip)")
+    memories = [in_subprocess("--memory_run", n, args) for n in args.memory_frames]
+    for m in memories:
+        print(f"memory: {m['frames']} frames streamed, peak RSS {m['peak_mb']:.0f} MiB")
+    print(f"peak memory of this process: {peak_memory_mb(args.device):.0f} MiB "
+          f"({'GPU allocated' if args.device == 'cuda' else 'CPU RSS'})")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,11 @@ def peak_memory_mb(device: torch.device | str) -> float:
     """Peak GPU memory allocated on CUDA, else the process's peak resident memory (MiB)."""
     if str(device).startswith("cuda"):
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:  # Linux: this program's own high-water mark (ru_maxrss also counts the image before exec)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class SectionTimer:
