@@ -25,7 +25,7 @@ from tqdm import tqdm
 from config import MIN_FRAME_SIDE, Config
 from dataloaders.eval_datasets import EvalSequence
 from inference.benchmarks import (BENCHMARKS, FOLDER, PROBABILITIES, Benchmark, BenchmarkResult, format_summary,
-                                  mask_folder, score, scorable)
+                                  mask_folder, scorable, score)
 from inference.results import ResultWriter
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA

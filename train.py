@@ -41,8 +41,8 @@ from utils.distributed import DistInfo, all_true, any_true, cleanup, gather_obje
 from utils.errors import user_message
 from utils.files import file_digest
 from utils.logger import setup_logger
-from utils.precision import set_float32_precision
 from utils.losses import batch_iou, distillation_kl, ohem_cross_entropy
+from utils.precision import set_float32_precision
 from utils.rng import rng_state, seed_everything, set_rng_state
 from utils.run_folder import RunFolder, RunFolderError
 from utils.schedule import learning_rate

@@ -33,3 +33,19 @@ def toy_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("toy"))
     make_toy_data(root, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def toy_weights(tmp_path_factory) -> str:
+    """A toy-preset LSTA with random weights (seed 0), saved as the checkpoint of step 7."""
+    import torch
+
+    from config import Config
+    from networks.lsta import LSTA
+    from utils.checkpoint import save_checkpoint
+    cfg = Config()
+    cfg.apply_preset("toy")
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("weights") / "toy.pth")
+    save_checkpoint({"state_dict": LSTA(cfg).state_dict(), "step": 7}, path)
+    return path

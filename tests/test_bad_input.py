@@ -12,16 +12,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from config import RULES, Config
 from dataloaders.data_check import DataError, check_training_data
 from dataloaders.train_datasets import build_train_dataset
-from networks.lsta import LSTA
 from tests.conftest import ROOT
 from tests.test_train import CPU, summary, tiny_cfg
 from train import train
-from utils.checkpoint import save_checkpoint
 from utils.checkpointer import checkpoints_newest_first
 from utils.cli import load_config
 
@@ -180,16 +177,6 @@ def test_data_check_result_is_cached_until_a_file_changes(data_copy, tmp_path):
 
 
 # ---- evaluation ----
-
-@pytest.fixture(scope="module")
-def toy_weights(tmp_path_factory):
-    cfg = Config()
-    cfg.apply_preset("toy")
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("w") / "toy.pth")
-    save_checkpoint({"state_dict": LSTA(cfg).state_dict(), "step": 7}, path)
-    return path
-
 
 def run_eval(*args, **kwargs):
     return subprocess.run([sys.executable, "eval.py", "--preset", "toy", *args], cwd=ROOT, capture_output=True,

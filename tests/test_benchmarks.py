@@ -14,7 +14,6 @@ from dataloaders.eval_datasets import folder_sequences, video_folder_sequences
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
-from utils.checkpoint import save_checkpoint
 from utils.image_io import read_image
 
 TOY_EVAL = ["MODEL_MAX_MEM", "4"]
@@ -27,13 +26,6 @@ def toy_model():
     cfg.set("MODEL_MAX_MEM", 4)
     torch.manual_seed(0)
     return LSTA(cfg).eval(), cfg
-
-
-@pytest.fixture(scope="module")
-def toy_weights(toy_model, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("w") / "toy.pth")
-    save_checkpoint({"state_dict": toy_model[0].state_dict(), "step": 9}, path)
-    return path
 
 
 def run_eval(*args):
@@ -58,7 +50,7 @@ def all_results(toy_root, toy_weights, tmp_path_factory):
 
 def test_every_benchmark_runs_end_to_end(toy_root, all_results):
     out, stdout = all_results
-    summary = read_csv(out / "summary-step_9.csv")
+    summary = read_csv(out / "summary-step_7.csv")
     assert {r["benchmark"] for r in summary} == {"davis2016", "davis2017", "fbms", "yto", "longvideos", "segtrackv2",
                                                  "visal", "davsod", "youtubevos"}
     figures = {(r["benchmark"], r["figure"]): float(r["value"]) for r in summary}
@@ -69,15 +61,15 @@ def test_every_benchmark_runs_end_to_end(toy_root, all_results):
     assert figures[("youtubevos", "videos")] == 2
     # Frame 0 is predicted for every video; sparse benchmarks are predicted on every frame too.
     fbms = os.path.join(toy_root, "FBMS", "JPEGImages", "toyfbms01")
-    assert sorted(os.listdir(out / "fbms" / "step_9" / "toyfbms01")) == [f[:-4] + ".png" for f in sorted(os.listdir(fbms))]
-    ytb = out / "youtubevos" / "step_9" / "Annotations" / "toyytbv01"
+    assert sorted(os.listdir(out / "fbms" / "step_7" / "toyfbms01")) == [f[:-4] + ".png" for f in sorted(os.listdir(fbms))]
+    ytb = out / "youtubevos" / "step_7" / "Annotations" / "toyytbv01"
     assert len(os.listdir(ytb)) == 8 and Image.open(ytb / "00000.png").mode == "P"
     # Saliency needs the probability maps, 8-bit, at the frames' size.
-    probability = Image.open(out / "visal" / "step_9" / "probabilities" / "toyvisal01" / "00003.png")
+    probability = Image.open(out / "visal" / "step_7" / "probabilities" / "toyvisal01" / "00003.png")
     assert probability.mode == "L" and probability.size == (216, 120)
     for name in ("global_results-val.csv", "per-sequence_results-val.csv"):
-        assert os.path.isfile(out / "davis2016-val" / "step_9" / name)
-    assert {r["Class"] for r in read_csv(out / "yto" / "step_9" / "per-class_results.csv")} == {"aeroplane", "cat"}
+        assert os.path.isfile(out / "davis2016-val" / "step_7" / name)
+    assert {r["Class"] for r in read_csv(out / "yto" / "step_7" / "per-class_results.csv")} == {"aeroplane", "cat"}
 
 
 def test_youtube_objects_flat_layout_scores_like_the_nested_one(toy_root, toy_weights, all_results, tmp_path):
@@ -85,7 +77,7 @@ def test_youtube_objects_flat_layout_scores_like_the_nested_one(toy_root, toy_we
     flat = run_eval("--dataset", "yto", "--root", os.path.join(toy_root, "YTO_flat"), "--ckpt_path", toy_weights,
                     "--out", str(tmp_path / "flat"), "--opts", "DIR_DATA", toy_root, *TOY_EVAL)
     assert flat.returncode == 0, flat.stderr[-3000:]
-    nested = read_csv(out / "yto" / "step_9" / "per-class_results.csv")
+    nested = read_csv(out / "yto" / "step_7" / "per-class_results.csv")
     assert read_csv(tmp_path / "flat" / "per-class_results.csv") == nested
 
 

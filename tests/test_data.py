@@ -12,13 +12,13 @@ from config import Config
 from dataloaders.data_check import DataError, check_training_data
 from dataloaders.eval_datasets import davis2016_sequences
 from dataloaders.loader import build_train_loader
-from dataloaders.train_datasets import (Video, VideoTrainDataset, build_train_dataset, davis2017_videos,
-                                        reflect, sample_frame_indices, youtubevos_videos)
+from dataloaders.train_datasets import (Video, VideoTrainDataset, build_train_dataset, davis2017_videos, reflect,
+                                        sample_frame_indices, youtubevos_videos)
 from dataloaders.transforms import eval_preprocess, eval_size
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
-from tests.test_lsta_model import small_cfg
 from tests.conftest import shared_path
+from tests.test_lsta_model import small_cfg
 from utils.image_io import read_image
 
 

@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 from config import Config
+from inference.window import predict_video
 from networks.lsta import LSTA
 from tests.conftest import ROOT
-from utils.checkpoint import save_checkpoint
 from utils.image_io import read_image
-from inference.window import predict_video
 
 TOY_ARCH = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 
@@ -53,22 +52,12 @@ def test_window_schedule_equals_the_authors(frames, size, batch):
         assert (got[t] - expected[t]).abs().max() / scale < 1e-4, t
 
 
-@pytest.fixture(scope="module")
-def toy_checkpoint(tmp_path_factory):
-    cfg = Config()
-    cfg.apply_preset("toy")
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("ckpt") / "toy.pth")
-    save_checkpoint({"state_dict": LSTA(cfg).state_dict()}, path)
-    return path
-
-
 def run_eval(*args):
     return subprocess.run([sys.executable, "eval.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_full_eval_on_toy_data(toy_root, toy_checkpoint, tmp_path):
-    out = run_eval("--preset", "toy", "--ckpt_path", toy_checkpoint, "--out", str(tmp_path / "res"),
+def test_full_eval_on_toy_data(toy_root, toy_weights, tmp_path):
+    out = run_eval("--preset", "toy", "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"),
                    "--opts", "DIR_DATA", toy_root, *TOY_ARCH)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "J&F-Mean" in out.stdout and "FPS" in out.stdout and "encoder" in out.stdout
@@ -95,7 +84,7 @@ def test_missing_checkpoint_is_a_clear_error(toy_root, tmp_path):
     assert out.returncode != 0 and "LSTA weights not found" in out.stderr and "best_LSTA.pth" in out.stderr
 
 
-def test_own_video(toy_root, toy_checkpoint, tmp_path):
+def test_own_video(toy_root, toy_weights, tmp_path):
     seq = os.path.join(toy_root, "DAVIS/JPEGImages/480p/toy-val-01")
     frames = [read_image(os.path.join(seq, f)) for f in sorted(os.listdir(seq))][:7]
     mp4 = str(tmp_path / "clip.mp4")
@@ -103,7 +92,7 @@ def test_own_video(toy_root, toy_checkpoint, tmp_path):
     for frame in frames:
         writer.write(frame)
     writer.release()
-    out = run_eval("--preset", "toy", "--video", mp4, "--ckpt_path", toy_checkpoint, "--out",
+    out = run_eval("--preset", "toy", "--video", mp4, "--ckpt_path", toy_weights, "--out",
                    str(tmp_path / "own"), "--max_side", "160", "--opts", *TOY_ARCH)
     assert out.returncode == 0, out.stderr[-3000:]
     masks = sorted(os.listdir(tmp_path / "own" / "masks"))
@@ -114,19 +103,19 @@ def test_own_video(toy_root, toy_checkpoint, tmp_path):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
     capture.release()
     # A folder of frames works the same way.
-    out = run_eval("--preset", "toy", "--video", seq, "--ckpt_path", toy_checkpoint, "--out",
+    out = run_eval("--preset", "toy", "--video", seq, "--ckpt_path", toy_weights, "--out",
                    str(tmp_path / "folder"), "--opts", *TOY_ARCH)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(os.listdir(tmp_path / "folder" / "masks")) == 12
 
 
-def test_own_video_folder_with_mixed_frame_sizes_is_a_clear_error(toy_root, toy_checkpoint, tmp_path):
+def test_own_video_folder_with_mixed_frame_sizes_is_a_clear_error(toy_root, toy_weights, tmp_path):
     seq = os.path.join(toy_root, "DAVIS/JPEGImages/480p/toy-val-00")
     folder = tmp_path / "mixed"
     folder.mkdir()
     for i, name in enumerate(sorted(os.listdir(seq))[:6]):
         frame = read_image(os.path.join(seq, name))
         cv2.imwrite(str(folder / name), frame if i != 4 else frame[:100])
-    out = run_eval("--preset", "toy", "--video", str(folder), "--ckpt_path", toy_checkpoint, "--out",
+    out = run_eval("--preset", "toy", "--video", str(folder), "--ckpt_path", toy_weights, "--out",
                    str(tmp_path / "o"), "--opts", *TOY_ARCH)
     assert out.returncode != 0 and "frame 4 of" in out.stderr and "one size" in out.stderr

@@ -8,10 +8,9 @@ import pytest
 from PIL import Image
 
 from dataloaders.eval_datasets import davis2016_sequences
-from utils.image_io import read_binary_mask, write_palette_png
-from utils.metrics import (boundary_f, boundary_map, disk, region_iou, score_results, score_sequence,
-                           statistics)
 from tests.conftest import shared_path
+from utils.image_io import read_binary_mask, write_palette_png
+from utils.metrics import boundary_f, boundary_map, disk, region_iou, score_results, score_sequence, statistics
 
 
 def official_seg2bmap(seg):

@@ -81,6 +81,7 @@ def head_costs(model: LSTA, height: int, width: int, windows: list[int], device:
 def memory_run(frames: int) -> dict:
     """Peak RSS of streaming `frames` toy frames through VideoSegmenter (run in its own process)."""
     import numpy as np
+
     from inference.segmenter import VideoSegmenter
     cfg = Config()
     cfg.apply_preset("toy")
