@@ -125,8 +125,8 @@ def run_benchmark(cfg: Config, segmenter: VideoSegmenter, bench: Benchmark, sequ
         bar.set_postfix(frames=timer.frames)
 
 
-def run_video(cfg: Config, segmenter: VideoSegmenter, video: str, out_dir: str, max_side: int | None,
-              accept_partial: bool, timer: SectionTimer) -> None:
+def run_video(segmenter: VideoSegmenter, video: str, out_dir: str, max_side: int | None, accept_partial: bool,
+              timer: SectionTimer) -> None:
     """Masks, overlays and an overlay .mp4 for a video file or a folder of frames."""
     writer = ResultWriter(os.path.join(out_dir, "masks"), overlays=os.path.join(out_dir, "overlays"),
                           video=os.path.join(out_dir, "overlay.mp4"), fps=video_fps(video))
@@ -208,7 +208,7 @@ def main() -> None:
         segmenter = VideoSegmenter.from_config(model, cfg, device, timer.measure)
         if args.video:
             segmenter.warm_up(np.zeros((64, 64, 3), np.uint8))
-            run_video(cfg, segmenter, args.video, folders[0], args.max_side, args.accept_partial_video, timer)
+            run_video(segmenter, args.video, folders[0], args.max_side, args.accept_partial_video, timer)
             save_run_config(cfg, os.path.join(folders[0], RESULTS_RECORD), checkpoint=ckpt_path)
             report_speed(timer, device, precision, len(segmenter.views))
             return
