@@ -1,6 +1,7 @@
-"""DataLoader construction for training: seeded sampler, spawned workers, pinned memory on CUDA."""
+"""DataLoader construction for training: seeded sampler, workers from a forkserver, pinned memory on CUDA."""
 from __future__ import annotations
 
+import multiprocessing
 import signal
 
 import cv2
@@ -10,9 +11,11 @@ from torch.utils.data import DataLoader, Dataset
 from config import Config
 from dataloaders.sampler import EpochSampler
 
-# Workers are spawned, never forked: a fork copies OpenCV's and OpenMP's thread-pool state
-# without the threads, and the child can hang for ever in its first cv2 call.
-WORKER_START_METHOD = "spawn"
+# Workers never come from a fork of this (threaded) process: a fork copies OpenCV's and OpenMP's
+# thread-pool state without the threads, and the child can hang for ever in its first cv2 call.
+# A forkserver forks them from a fresh single-threaded server (and they exit without running C++
+# static destructors, which abort in a spawned worker stopped mid-epoch); spawn where there is none.
+WORKER_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _worker_init(_: int) -> None:

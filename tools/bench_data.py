@@ -46,6 +46,7 @@ def main() -> None:
                 break
         rate = count / (time.perf_counter() - start)
         print(f"workers {workers}: {rate:.1f} samples/s ({rate / workers:.1f} per worker)")
+        del iterator, loader  # stop these workers now, not during interpreter shutdown
 
 
 if __name__ == "__main__":

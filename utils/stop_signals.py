@@ -2,8 +2,9 @@
 
 Ctrl-C and schedulers (Slurm, Kubernetes, `timeout`) signal the whole process group. The main
 process turns the signal into a flag that the loop reads after each step; loader workers ignore
-both signals from their first instruction (a disposition of SIG_IGN is inherited by spawned
-processes), so they live until the main process has saved and stops them.
+both signals: the processes that start them (a forkserver, or spawned workers) are started
+while both are ignored, and SIG_IGN is inherited; each worker then ignores them itself too. They
+live until the main process has saved and stops them.
 """
 from __future__ import annotations
 
