@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from dataloaders.train_datasets import Video
 from utils.files import write_json
-from utils.image_io import image_size
+from utils.image_io import check_same_size
 
 
 class DataError(ValueError):
@@ -44,9 +44,7 @@ def find_problems(videos: list[Video], name: str) -> list[str]:
         for video in videos:
             for image, mask in zip(video.images, video.masks):
                 try:
-                    (w, h), (mw, mh) = image_size(image), image_size(mask)
-                    if (w, h) != (mw, mh):
-                        problems.append(f"mask {mask} is {mw}x{mh} but its frame {image} is {w}x{h}")
+                    check_same_size(image, mask)
                 except (OSError, ValueError) as err:
                     problems.append(str(err))
                 bar.update(1)

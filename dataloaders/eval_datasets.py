@@ -14,9 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from PIL import Image
-
-from utils.image_io import IMAGE_EXTENSIONS
+from utils.image_io import IMAGE_EXTENSIONS, check_same_size
 
 
 @dataclass
@@ -172,14 +170,3 @@ def video_folder_sequences(root: str) -> list[EvalSequence]:
         raise FileNotFoundError(f"no videos in {root}: expected subfolders of frames or video files "
                                 f"({', '.join(VIDEO_EXTENSIONS)})")
     return sequences
-
-
-def check_same_size(image: str, mask: str) -> None:
-    """Raise when the mask's size (read from its header) differs from its frame's."""
-    try:
-        with Image.open(image) as a, Image.open(mask) as b:
-            size_a, size_b = a.size, b.size
-    except OSError as err:
-        raise ValueError(f"unreadable image or mask: {image} / {mask} ({err})") from None
-    if size_a != size_b:
-        raise ValueError(f"mask {mask} is {size_b[0]}x{size_b[1]} but its frame {image} is {size_a[0]}x{size_a[1]}")

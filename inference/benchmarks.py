@@ -77,10 +77,14 @@ def mask_folder(bench: Benchmark, results_dir: str, sequence: str) -> str:
 
 def scored_frames(bench: Benchmark, seq: EvalSequence) -> list[str]:
     """Names of the frames a benchmark scores (before dropping empty ground truth, where it does)."""
-    names = seq.frame_names
-    if bench.scored == "inner":  # every annotated frame but the first and the last of the video
-        names = names[1:-1]
-    return [] if bench.scored == "none" else [n for n in names if n in seq.annotations]
+    if bench.scored == "none":
+        return []
+    return inner_annotated(seq) if bench.scored == "inner" else [n for n in seq.frame_names if n in seq.annotations]
+
+
+def inner_annotated(seq: EvalSequence) -> list[str]:
+    """Every annotated frame but the first and the last of the video (DAVIS, and the saliency protocol)."""
+    return [n for n in seq.frame_names[1:-1] if n in seq.annotations]
 
 
 @dataclass
@@ -169,7 +173,7 @@ def _j_class(sequences, pairs, results_dir: str, split: str | None) -> tuple[dic
 def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str) -> tuple[dict[str, float], str, str]:
     per_sequence, rows = [], []
     for seq in sequences:
-        frames = [n for n in seq.frame_names[1:-1] if n in seq.annotations]
+        frames = inner_annotated(seq)
         if not frames:
             raise ValueError(f"{bench.name}: sequence {seq.name!r} has no annotated frame besides its first and last")
         pairs = []

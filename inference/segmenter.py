@@ -12,7 +12,7 @@ memory window, and averages the views' foreground probabilities at the original 
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Iterator, Sequence
 
@@ -174,18 +174,15 @@ def _read(frames: Iterable[np.ndarray | str]) -> Iterator[np.ndarray]:
     with ThreadPoolExecutor(2) as pool:
         queue: list = []
         for item in items:
-            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _done(item))
+            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _finished(item))
             if len(queue) > READ_AHEAD:
                 yield queue.pop(0).result()
         for future in queue:
             yield future.result()
 
 
-class _done:
-    """A finished 'future' for a frame given as an array."""
-
-    def __init__(self, value: np.ndarray) -> None:
-        self.value = value
-
-    def result(self) -> np.ndarray:
-        return self.value
+def _finished(value: np.ndarray) -> Future:
+    """A frame given as an array, as a future that is already done."""
+    future: Future = Future()
+    future.set_result(value)
+    return future

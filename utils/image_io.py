@@ -115,6 +115,13 @@ def image_size(path: str) -> tuple[int, int]:
         raise ValueError(f"unreadable image header ({err}): {path}") from None
 
 
+def check_same_size(image: str, mask: str) -> None:
+    """Raise ValueError when a mask's size (from its header) differs from its frame's, or a header is unreadable."""
+    (w, h), (mw, mh) = image_size(image), image_size(mask)
+    if (w, h) != (mw, mh):
+        raise ValueError(f"mask {mask} is {mw}x{mh} but its frame {image} is {w}x{h}")
+
+
 def read_mask(path: str) -> np.ndarray:
     """A mask as (H,W) uint8: palette indices for palette PNGs, grey values otherwise."""
     if not os.path.isfile(path):
