@@ -40,11 +40,15 @@ _DERIVED: dict[str, Callable[["Config"], Any]] = {
 
 # Named groups of overrides, applied before --opts (`--preset NAME`).
 PRESETS: dict[str, dict[str, Any]] = {
-    # Stage 1 of the authors' recipe: DAVIS-2017 train, from the pretrained DeepLab.
+    # Stage 1 of the authors' recipe: DAVIS-2017 train, from the pretrained DeepLab, with their
+    # training step (the last current frame's loss; the frozen encoder back-propagated through and
+    # its never-zeroed gradients in the clipping norm: docs/training.md, "Two recipes").
     "stage1": {
         "EXP_NAME": "lsta_stage1",
         "DATASETS": ["davis2017"],
         "TRAIN_TOTAL_STEPS": 50000,
+        "TRAIN_LOSS_LAST_FRAME_ONLY": True,
+        "TRAIN_AUTHORS_ENCODER_GRAD": True,
     },
     # Stage 2: YouTube-VOS + DAVIS, initialised from stage 1's final weights, fresh optimiser.
     "stage2": {
@@ -52,6 +56,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "DATASETS": ["youtubevos", "davis2017"],
         "TRAIN_TOTAL_STEPS": 25000,
         "PRETRAIN_MODEL": "./log/lsta_stage1/ckpt",  # its newest checkpoint
+        "TRAIN_LOSS_LAST_FRAME_ONLY": True,
+        "TRAIN_AUTHORS_ENCODER_GRAD": True,
+    },
+    # The corrected recipe (RECIPE=clean bash train.sh): every current frame's loss, the frozen
+    # encoder run without gradients and left out of the clipping norm.
+    "stage1_clean": {
+        "EXP_NAME": "lsta_stage1_clean",
+        "DATASETS": ["davis2017"],
+        "TRAIN_TOTAL_STEPS": 50000,
+        "TRAIN_LOSS_LAST_FRAME_ONLY": False,
+        "TRAIN_AUTHORS_ENCODER_GRAD": False,
+    },
+    "stage2_clean": {
+        "EXP_NAME": "lsta_stage2_clean",
+        "DATASETS": ["youtubevos", "davis2017"],
+        "TRAIN_TOTAL_STEPS": 25000,
+        "PRETRAIN_MODEL": "./log/lsta_stage1_clean/ckpt",
+        "TRAIN_LOSS_LAST_FRAME_ONLY": False,
+        "TRAIN_AUTHORS_ENCODER_GRAD": False,
     },
     # A few CPU minutes on the toy data (tools/make_toy_data.py): small backbone, trained whole.
     "toy": {
@@ -66,6 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "MODEL_SEMANTIC_EMBEDDING_DIM": 32,
         "MODEL_DISTILLATION": False,
         "PRETRAIN": False,
+        "TRAIN_LOSS_LAST_FRAME_ONLY": False,  # the clean step: every frame's loss (the encoder is trained anyway)
+        "TRAIN_AUTHORS_ENCODER_GRAD": False,
         "DATA_RANDOMCROP": (113, 113),
         "DATA_SHORT_EDGE_LEN": 120,
         "DATA_CURR_SEQ_LEN": 3,
@@ -251,11 +276,14 @@ class Config:
         self.TRAIN_BATCH_SIZE = 2             # global batch, split over ranks
         self.TRAIN_MAX_BATCH_PER_PASS = 0     # >0: gradient accumulation in passes of this size
         self.TRAIN_CLIP_GRAD_NORM = 5.0
-        self.TRAIN_LOSS_LAST_FRAME_ONLY = False   # True: the authors' loss (last current frame only)
-        self.TRAIN_AUTHORS_ENCODER_GRAD = False   # True: backprop through the frozen encoder, as the authors
+        # The authors' training step (the released weights were trained so); False/False is the
+        # clean recipe (presets stage1_clean, stage2_clean; docs/training.md, "Two recipes").
+        self.TRAIN_LOSS_LAST_FRAME_ONLY = True    # True: only the last current frame's loss, 2·loss_T/T
+        self.TRAIN_AUTHORS_ENCODER_GRAD = True    # True: backprop through the frozen encoder; its never-zeroed
+                                                  # gradients enter the clipping norm
         self.TRAIN_DISTILLATION_LOSS_WEIGHT = 0.1   # with MODEL_DISTILLATION: frame loss = (1-w)*OHEM + w*KD
         self.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: teacher gets [0,1] RGB, binary mask, eval mode
-        self.TRAIN_AMP = "off"                # off | bf16 | fp16 (CUDA only)
+        self.TRAIN_AMP = "off"                # off | bf16 | fp16 autocast (fp16 with a grad scaler); slow on CPU
         self.TRAIN_CHANNELS_LAST = False
         self.TRAIN_SEED = 0
         self.TRAIN_MAX_NONFINITE = 10         # consecutive non-finite losses before stopping

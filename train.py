@@ -77,9 +77,14 @@ class StepParts:
 
 @dataclass
 class StepResult:
-    """Loss and IoU per current frame, averaged over this process's samples."""
+    """Loss and IoU per current frame, averaged over this process's samples; the clipped gradient norm."""
     losses: list[float]
     ious: list[float]
+    grad_norm: float = 0.0   # total norm of the clipped gradients, before clipping
+
+    def clip_coefficient(self, max_norm: float) -> float:
+        """The factor clipping scaled this step's gradients by (1: not clipped)."""
+        return min(1.0, max_norm / (self.grad_norm + 1e-6))
 
 
 # ---- build ----
@@ -96,9 +101,9 @@ def build_parts(cfg: Config, info: DistInfo, log: logging.Logger, pretrained: st
         raise ValueError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
                          f"{info.world_size} processes")
     rank_batch = cfg.TRAIN_BATCH_SIZE // info.world_size
-    amp = cfg.TRAIN_AMP if info.device.type == "cuda" else "off"
-    if amp != cfg.TRAIN_AMP:
-        log.warning(f"TRAIN_AMP {cfg.TRAIN_AMP} needs CUDA: training in float32 on {info.device}")
+    amp = cfg.TRAIN_AMP
+    if amp != "off" and info.device.type != "cuda":
+        log.warning(f"TRAIN_AMP {amp} on {info.device}: autocast works there but is slower than float32")
     seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
     model = LSTA(cfg, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
     if pretrained:
@@ -120,7 +125,7 @@ def build_parts(cfg: Config, info: DistInfo, log: logging.Logger, pretrained: st
     # never zeroed (zero_grad only sees the optimiser's parameters) and they count in the clip norm.
     clip_params = list(model.parameters()) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else trainable
     teacher = StmTeacher(cfg, info.device) if cfg.MODEL_DISTILLATION else None
-    return StepParts(model, optimizer, torch.amp.GradScaler("cuda", enabled=amp == "fp16"), teacher, clip_params,
+    return StepParts(model, optimizer, torch.amp.GradScaler(info.device.type, enabled=amp == "fp16"), teacher, clip_params,
                      info.device, amp, rank_batch, min(rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or rank_batch), info,
                      sorted(set(encoder_parts)))
 
@@ -247,6 +252,9 @@ def train_step(parts: StepParts, batch: dict, step: int, cfg: Config) -> StepRes
     for group in parts.optimizer.param_groups:
         group["lr"] = learning_rate(step, cfg)
     parts.optimizer.zero_grad(set_to_none=True)
+    # Gradients that are clipped but not the optimiser's (the authors' never-zeroed encoder
+    # gradients) are set aside while fp16 backpropagates scaled values, then unscaled and added back.
+    held = _hold_extra_grads(parts) if parts.scaler.is_enabled() else None
     frames = len(batch["curr_img"])
     losses, ious = [0.0] * frames, [0.0] * frames
     starts = list(range(0, parts.rank_batch, parts.pass_size))
@@ -269,10 +277,42 @@ def train_step(parts: StepParts, batch: dict, step: int, cfg: Config) -> StepRes
         for i, frame_loss in enumerate(per_frame):
             losses[i] += frame_loss.detach().sum().item() / parts.rank_batch
     parts.scaler.unscale_(parts.optimizer)
-    nn.utils.clip_grad_norm_(parts.clip_params, cfg.TRAIN_CLIP_GRAD_NORM)
+    if held is not None and not _unscale_extra_grads(parts, held):
+        return None
+    grad_norm = nn.utils.clip_grad_norm_(parts.clip_params, cfg.TRAIN_CLIP_GRAD_NORM)
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
-    return StepResult(losses, ious)
+    return StepResult(losses, ious, float(grad_norm))
+
+
+def _hold_extra_grads(parts: StepParts) -> dict[nn.Parameter, torch.Tensor | None]:
+    """Take the gradients of clipped parameters outside the optimiser off them (fp16 mode)."""
+    in_optimizer = {id(p) for group in parts.optimizer.param_groups for p in group["params"]}
+    held = {p: p.grad for p in parts.clip_params if id(p) not in in_optimizer}
+    for p in held:
+        p.grad = None
+    return held
+
+
+def _unscale_extra_grads(parts: StepParts, held: dict[nn.Parameter, torch.Tensor | None]) -> bool:
+    """Unscale this step's gradients of `held`'s parameters and add the held ones back.
+
+    False (the step is skipped and the loss scale lowered, as GradScaler does for its own
+    parameters) when one of them overflowed.
+    """
+    inverse = 1.0 / parts.scaler.get_scale()
+    new = {p: p.grad for p in held}
+    if any(g is not None and not torch.isfinite(g).all() for g in new.values()):
+        for p, old in held.items():
+            p.grad = old
+        parts.scaler.update(parts.scaler.get_scale() * parts.scaler.get_backoff_factor())
+        return False
+    for p, old in held.items():
+        g = new[p]
+        if g is not None:
+            g.mul_(inverse)
+        p.grad = g if old is None else (old if g is None else old.add_(g))
+    return True
 
 
 def _frame_losses(parts: StepParts, part: dict, cfg: Config, ious: list[float], share: float) -> list[torch.Tensor]:
@@ -318,8 +358,10 @@ class _Window:
     def reset(self) -> None:
         self.losses, self.ious = [0.0] * self.frames, [0.0] * self.frames
         self.count, self.step_time, self.data_time, self.skipped_bad = 0, 0.0, 0.0, 0
+        self.clip_coefficient = 0.0
 
-    def add(self, result: StepResult, step_time: float, data_time: float, skipped_bad: int) -> None:
+    def add(self, result: StepResult, step_time: float, data_time: float, skipped_bad: int, max_norm: float) -> None:
+        self.clip_coefficient += result.clip_coefficient(max_norm)
         self.losses = [a + b for a, b in zip(self.losses, result.losses)]
         self.ious = [a + b for a, b in zip(self.ious, result.ious)]
         self.count += 1
@@ -448,7 +490,7 @@ def _loop(cfg: Config, parts: StepParts, loader, sampler, start_step: int, check
         if result is None:
             nonfinite_in_row += 1
             summary["nonfinite_steps"] += 1
-            log.warning(f"step {step}: non-finite loss, update skipped "
+            log.warning(f"step {step}: non-finite loss or gradient, update skipped "
                         f"({nonfinite_in_row} in a row, {summary['nonfinite_steps']} in all)")
             if nonfinite_in_row >= cfg.TRAIN_MAX_NONFINITE:
                 raise ValueError(f"{nonfinite_in_row} non-finite losses in a row at step {step}; "
@@ -457,7 +499,7 @@ def _loop(cfg: Config, parts: StepParts, loader, sampler, start_step: int, check
             nonfinite_in_row = 0
             skipped = int(batch["meta"]["skipped_bad"].sum())
             summary["skipped_bad_samples"] += skipped
-            window.add(result, step_time, data_time, skipped)
+            window.add(result, step_time, data_time, skipped, cfg.TRAIN_CLIP_GRAD_NORM)
             bar.set_postfix(loss=f"{sum(result.losses) / len(result.losses):.4f}")
             if tb is not None and step % cfg.TRAIN_TBLOG_STEP == 0:
                 _tensorboard_scalars(tb, cfg, result, step, step_time)
@@ -497,9 +539,10 @@ def _log(cfg: Config, parts: StepParts, step: int, window: _Window, log: logging
     figures = {"step": step, "lr": learning_rate(step, cfg), "losses": losses, "ious": ious,
                "seconds_per_step": step_time, "samples_per_second": cfg.TRAIN_BATCH_SIZE / step_time,
                "data_wait_fraction": window.data_time / window.step_time,
+               "clip_coefficient": window.clip_coefficient / window.count,
                "peak_memory_mb": peak_memory_mb(parts.device)}
     message = (f"step {step} lr {figures['lr']:.2e} loss [{' '.join(f'{v:.4f}' for v in losses)}] "
-               f"iou [{' '.join(f'{v:.3f}' for v in ious)}] {step_time:.3f} s/step "
+               f"iou [{' '.join(f'{v:.3f}' for v in ious)}] clip {figures['clip_coefficient']:.3f} {step_time:.3f} s/step "
                f"{figures['samples_per_second']:.2f} samples/s data-wait {figures['data_wait_fraction']:.1%} "
                f"peak-mem {figures['peak_memory_mb']:.0f} MiB")
     if window.skipped_bad:
@@ -524,6 +567,7 @@ def _tensorboard_scalars(tb, cfg: Config, result: StepResult, step: int, step_ti
         tb.add_scalar(f"loss/frame{i}", loss, step)
         tb.add_scalar(f"iou/frame{i}", iou, step)
     tb.add_scalar("lr", learning_rate(step, cfg), step)
+    tb.add_scalar("clip_coefficient", result.clip_coefficient(cfg.TRAIN_CLIP_GRAD_NORM), step)
     tb.add_scalar("seconds_per_step", step_time, step)
     tb.add_scalar("samples_per_second", cfg.TRAIN_BATCH_SIZE / step_time, step)
 

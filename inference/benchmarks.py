@@ -83,8 +83,13 @@ def scored_frames(bench: Benchmark, seq: EvalSequence) -> list[str]:
 
 
 def inner_annotated(seq: EvalSequence) -> list[str]:
-    """Every annotated frame but the first and the last of the video (DAVIS, and the saliency protocol)."""
-    return [n for n in seq.frame_names[1:-1] if n in seq.annotations]
+    """The annotated frames in frame order without the first and last of them.
+
+    The DAVSOD toolbox's main.m loops `for i = 2:fileNUM-1` over the ground-truth files, so on a
+    sparsely annotated video (ViSal, FBMS) the first and last annotated frames are dropped, not the
+    first and last video frames; DAVIS annotates every frame, where the two rules agree.
+    """
+    return [n for n in seq.frame_names if n in seq.annotations][1:-1]
 
 
 @dataclass
@@ -175,7 +180,8 @@ def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str)
     for seq in sequences:
         frames = inner_annotated(seq)
         if not frames:
-            raise ValueError(f"{bench.name}: sequence {seq.name!r} has no annotated frame besides its first and last")
+            raise ValueError(f"{bench.name}: sequence {seq.name!r} has no annotated frame besides its first and "
+                             f"last annotated ones")
         pairs = []
         for name in frames:
             path = os.path.join(results_dir, PROBABILITIES, seq.name, name + ".png")

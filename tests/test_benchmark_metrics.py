@@ -124,3 +124,26 @@ def test_saliency_benchmark_reads_probability_maps_of_inner_frames(tmp_path):
     expected = sequence_saliency([(p, (gts[t] * 255).astype(np.uint8)) for p, t in zip(probs, (1, 2, 3))])
     assert result.headline["S"] == pytest.approx(expected["S"])           # frames 1..n-2 only
     assert result.headline["maxF"] == pytest.approx(expected["F_curve"].max())
+
+
+def test_saliency_drops_the_first_and_last_annotated_frames_of_a_sparse_video(tmp_path):
+    # ViSal-like: 12 video frames, ground truth on frames 1, 4, 7 and 10 only (not on the video's
+    # first and last frames).
+    # The toolbox's main.m scores ground-truth files 2..fileNUM-1: frames 4 and 7.
+    rng = np.random.RandomState(2)
+    annotated = (1, 4, 7, 10)
+    gts = {t: _mask(slice(2 + t, 12 + t)) for t in annotated}
+    seq = _sequence(tmp_path, "v", {t: (g * 255) for t, g in gts.items()}, {}, 12)
+    from inference.benchmarks import inner_annotated
+    assert inner_annotated(seq) == ["00004", "00007"]
+    for t in range(12):
+        gt = gts.get(t, _mask(slice(0, 5)))
+        write_grey_png(str(tmp_path / "results" / PROBABILITIES / "v" / f"{t:05d}.png"), _probability(rng, gt))
+    result = score(BENCHMARKS["visal"], [seq], str(tmp_path / "results"), "val")
+    probs = {t: np.array(Image.open(tmp_path / "results" / PROBABILITIES / "v" / f"{t:05d}.png")) for t in annotated}
+    expected = sequence_saliency([(probs[t], (gts[t] * 255).astype(np.uint8)) for t in (4, 7)])
+    assert result.headline["S"] == pytest.approx(expected["S"])
+    assert result.headline["MAE"] == pytest.approx(expected["MAE"])
+    # Dropping video frames 0 and 11 instead would have scored 1, 4, 7, 10: a different figure.
+    wrong = sequence_saliency([(probs[t], (gts[t] * 255).astype(np.uint8)) for t in annotated])
+    assert wrong["S"] != pytest.approx(expected["S"])

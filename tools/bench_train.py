@@ -4,8 +4,8 @@
 
 Each setting runs in its own process (so peak memory is its own) on the same toy-data batch:
   toy           the `toy` preset (ResNet-18, narrow head, encoder trained)
-  r101          ResNet-101, 465×465, batch 1: our default step (frozen encoder run without gradients)
-  r101-authors  the same with the authors' backprop through the frozen encoder
+  r101          ResNet-101, 465×465, batch 1: the clean step (frozen encoder run without gradients)
+  r101-authors  the same with the authors' step (backprop through the frozen encoder; the presets' step)
   r101-amp      r101 at the authors' global batch (TRAIN_BATCH_SIZE) with --amp (CUDA)
 Distillation is off (no STM weights here); the encoder starts from random weights.
 """
@@ -25,10 +25,12 @@ sys.path.insert(0, ROOT)
 
 SETTINGS = {
     "toy": {"preset": "toy", "opts": {"DATA_WORKERS": 0}},
-    "r101": {"preset": None, "opts": {"TRAIN_BATCH_SIZE": 1, "DATASETS": ["davis2017"]}},
+    "r101": {"preset": None, "opts": {"TRAIN_BATCH_SIZE": 1, "DATASETS": ["davis2017"],
+                                      "TRAIN_AUTHORS_ENCODER_GRAD": False, "TRAIN_LOSS_LAST_FRAME_ONLY": False}},
     "r101-authors": {"preset": None, "opts": {"TRAIN_BATCH_SIZE": 1, "DATASETS": ["davis2017"],
-                                              "TRAIN_AUTHORS_ENCODER_GRAD": True}},
-    "r101-amp": {"preset": None, "opts": {"DATASETS": ["davis2017"]}},
+                                              "TRAIN_AUTHORS_ENCODER_GRAD": True, "TRAIN_LOSS_LAST_FRAME_ONLY": True}},
+    "r101-amp": {"preset": None, "opts": {"DATASETS": ["davis2017"], "TRAIN_AUTHORS_ENCODER_GRAD": False,
+                                          "TRAIN_LOSS_LAST_FRAME_ONLY": False}},
 }
 
 
