@@ -13,10 +13,13 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import math
 import os
 from typing import Any, Callable
 
 import torch
+
+from utils.errors import SettingError
 
 # Keys whose default is computed from other keys; an explicit value (edit or --opts) wins.
 _DERIVED: dict[str, Callable[["Config"], Any]] = {
@@ -143,12 +146,32 @@ def _crop(v: Any) -> bool:
             and all(isinstance(x, int) and not isinstance(x, bool) and x >= MIN_FRAME_SIDE for x in v))
 
 
+def _finite_in(low: float, high: float, low_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    check, text = _number_in(low, high, low_open)
+    return (lambda v: check(v) and math.isfinite(v)), text.replace(", inf]", ", ∞), finite")
+
+
+def _flag() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, bool)), "True or False"
+
+
+def _text(empty_ok: bool = False) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, str) and (empty_ok or bool(v))), "a string" if empty_ok else "a non-empty string"
+
+
+def _plain_name(v: Any) -> bool:
+    """A folder name, not a path: no separators, not '.' or '..'."""
+    return (isinstance(v, str) and bool(v) and v not in (".", "..") and "/" not in v and "\\" not in v
+            and "\0" not in v)
+
+
 INF = float("inf")
-# What each key allows, beyond having its default's type. Relations between keys follow in
-# _relations(); Config.validate() applies both.
+# What each key allows. Every key has a rule, so that a value edited into this file is checked
+# as strictly as one given with --opts. Relations between keys follow in _relations();
+# Config.validate() applies both.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "EXP_NAME": (lambda v: bool(v) and "/" not in v and "\\" not in v, "a non-empty name without slashes"),
-    "DEVICE": (lambda v: v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()),
+    "EXP_NAME": (_plain_name, "a plain folder name (no slashes, not . or ..)"),
+    "DEVICE": (lambda v: isinstance(v, str) and (v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())),
                "cpu, cuda or cuda:N"),
     "DEVICE_ID": _int_at_least(0),
     "MODEL_BACKBONE": _one_of(*BACKBONES),
@@ -165,8 +188,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DATA_RANDOMCROP": (_crop, f"(height, width), integers ≥ {MIN_FRAME_SIDE} (the smallest the network accepts)"),
     "DATA_RANDOMFLIP": _number_in(0, 1),
     "DATA_MAX_CROP_STEPS": _int_at_least(1),
-    "DATA_MIN_SCALE_FACTOR": _number_in(0, INF, low_open=True),
-    "DATA_MAX_SCALE_FACTOR": _number_in(0, INF, low_open=True),
+    "DATA_MIN_SCALE_FACTOR": _finite_in(0, INF, low_open=True),
+    "DATA_MAX_SCALE_FACTOR": _finite_in(0, INF, low_open=True),
     "DATA_SHORT_EDGE_LEN": _int_at_least(1),
     "DATA_DAVIS_REPEAT": _int_at_least(1),
     "DATA_CURR_SEQ_LEN": _int_at_least(1),
@@ -174,16 +197,16 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DATA_RANDOM_GAP_YTB": _int_at_least(1),
     "TRAIN_TOTAL_STEPS": _int_at_least(1),
     "TRAIN_START_STEP": _int_at_least(0),
-    "TRAIN_LR": _number_in(0, INF, low_open=True),
+    "TRAIN_LR": _finite_in(0, INF, low_open=True),
     "TRAIN_MOMENTUM": _number_in(0, 1),
     "TRAIN_WARM_UP_STEPS": _int_at_least(0),
-    "TRAIN_WEIGHT_DECAY": _number_in(0, INF),
-    "TRAIN_POWER": _number_in(0, INF, low_open=True),
-    "TRAIN_MIN_LR": _number_in(0, INF),
+    "TRAIN_WEIGHT_DECAY": _finite_in(0, INF),
+    "TRAIN_POWER": _finite_in(0, INF, low_open=True),
+    "TRAIN_MIN_LR": _finite_in(0, INF),
     "TRAIN_GPUS": _int_at_least(0),
     "TRAIN_BATCH_SIZE": _int_at_least(1),
     "TRAIN_MAX_BATCH_PER_PASS": _int_at_least(0),
-    "TRAIN_CLIP_GRAD_NORM": _number_in(0, INF, low_open=True),
+    "TRAIN_CLIP_GRAD_NORM": _finite_in(0, INF, low_open=True),
     "TRAIN_AMP": _one_of("off", "bf16", "fp16"),
     "TRAIN_SEED": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "TRAIN_MAX_NONFINITE": _int_at_least(1),
@@ -196,6 +219,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TEST_MULTISCALE": (lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                   and 0.25 <= x <= 4 for x in v), "a non-empty list of scales in [0.25, 4]"),
     "TEST_ENCODE_BATCH": _int_at_least(0),
+    "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
+    "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
+    **{key: _flag() for key in (
+        "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
+        "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER", "PRETRAIN", "TEST_COPY_FIRST_FRAME_GT", "TEST_DATASET_FULL_RESOLUTION",
+        "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME", "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
+        "TRAIN_DATASET_FULL_RESOLUTION", "TRAIN_DISTILLATION_TEACHER_AS_DESIGNED", "TRAIN_LOSS_LAST_FRAME_ONLY",
+        "TRAIN_TBLOG")},
+    # Paths: any non-empty string (TEST_CKPT_PATH may be empty: the newest checkpoint of EXP_NAME).
+    **{key: _text() for key in (
+        "DIR_CKPT", "DIR_DATA", "DIR_DAVIS", "DIR_DAVSOD", "DIR_EVALUATION", "DIR_FBMS", "DIR_LONGVIDEOS",
+        "DIR_RESULT", "DIR_ROOT", "DIR_SEGTRACKV2", "DIR_TB_LOG", "DIR_VISAL", "DIR_YTB", "DIR_YTB_EVAL", "DIR_YTO",
+        "MODEL_DISTILLATION_PRETRAINED_TEACHER", "PRETRAIN_MODEL")},
+    "TEST_CKPT_PATH": _text(empty_ok=True),
 }
 
 
@@ -210,10 +247,13 @@ def _relations(cfg: "Config") -> list[tuple[str, str]]:
         problems.append(("TRAIN_WARM_UP_STEPS", f"must be ≤ TRAIN_TOTAL_STEPS {cfg.TRAIN_TOTAL_STEPS}"))
     if cfg.TRAIN_MIN_LR > cfg.TRAIN_LR:
         problems.append(("TRAIN_MIN_LR", f"must be ≤ TRAIN_LR {cfg.TRAIN_LR}"))
+    if cfg.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        problems.append(("DEVICE", "needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False); "
+                                   "use cpu"))
     return problems
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """Settings that break a rule; one line per violation, each naming the key, its value and what is allowed."""
 
 
@@ -221,6 +261,7 @@ class Config:
     """Every setting of the project; `Config()` gives the authors' defaults (released weights)."""
 
     def __init__(self) -> None:
+        self._given: set[str] = set()         # keys set by a preset or --opts (see given())
         # ---- experiment and folders ----
         self.EXP_NAME = "lsta_r101"           # run name: results under log/EXP_NAME
         self.DIR_ROOT = "./"                  # project root; derived paths hang below it
@@ -327,6 +368,11 @@ class Config:
             raise KeyError(f"unknown config key {key!r}{_suggest(key, self.keys())}")
         current = getattr(self, key)
         setattr(self, key, _convert(key, value, current))
+        self._given.add(key)
+
+    def given(self, key: str) -> bool:
+        """Whether `key` was set by a preset, --opts or set() rather than left at this file's value."""
+        return key in self._given
 
     def apply_preset(self, name: str) -> None:
         """Apply a named group of settings from PRESETS."""
@@ -344,13 +390,17 @@ class Config:
 
     def validate(self) -> "Config":
         """Check every key against its default's type and RULES, and the relations between keys."""
-        defaults = Config()
         lines = []
         for key in self.keys():
-            value, default = getattr(self, key), getattr(defaults, key)
-            if not _same_kind(value, default):
-                lines.append(f"{key} {value!r}: must be {_kind(default)} (default {default!r})")
-            elif key in RULES and not RULES[key][0](value):
+            try:
+                value = getattr(self, key)
+            except (TypeError, AttributeError, ValueError):  # derived from a broken key, which has its own line
+                continue
+            try:
+                valid = bool(RULES[key][0](value))
+            except (TypeError, AttributeError, ValueError):  # a value of another type, e.g. edited into this file
+                valid = False
+            if not valid:
                 lines.append(f"{key} {value!r}: must be {RULES[key][1]}")
         if not lines:
             lines = [f"{key} {getattr(self, key)!r}: {message}" for key, message in _relations(self)]
@@ -388,18 +438,7 @@ def _convert(key: str, value: Any, current: Any) -> Any:
         return type(current)(value)
     elif isinstance(current, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. a path or name that parses as a number
-    raise TypeError(f"config key {key} expects {type(current).__name__} (default {current!r}); "
-                    f"got {type(value).__name__} {value!r}")
-
-
-def _same_kind(value: Any, default: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return type(value) is type(default)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
+    raise TypeError(f"{key} {value!r}: must be {_kind(current)} (default {current!r}), not {type(value).__name__}")
 
 
 def _kind(default: Any) -> str:

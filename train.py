@@ -38,7 +38,7 @@ from utils.checkpointer import Checkpointer, checkpoints_newest_first, read_trai
 from utils.cli import add_config_args, load_config, save_run_config
 from utils.distillation import StmTeacher
 from utils.distributed import DistInfo, all_true, any_true, cleanup, gather_objects, init_distributed, ranks_in_sync
-from utils.errors import user_message
+from utils.errors import SettingError, UserError, out_of_memory_message, user_message
 from utils.files import file_digest
 from utils.logger import setup_logger
 from utils.losses import batch_iou, distillation_kl, ohem_cross_entropy
@@ -50,8 +50,14 @@ from utils.stop_signals import StopRequest
 from utils.timing import now, peak_memory_mb
 
 EXIT_STOPPED = 3
-# Errors a user can cause (files, settings, another run): one line, no traceback.
-USER_ERRORS = (CheckpointError, RunFolderError, FileNotFoundError, ValueError)
+# Errors a user can fix (settings, files, data, another run, a full or read-only disk): one line,
+# no traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError, OSError)
+OUT_OF_MEMORY_ADVICE = "lower TRAIN_MAX_BATCH_PER_PASS (gradient accumulation), DATA_RANDOMCROP or TRAIN_BATCH_SIZE"
+
+
+class DivergedError(UserError):
+    """Too many non-finite losses in a row."""
 
 
 @dataclass
@@ -98,14 +104,14 @@ def build_parts(cfg: Config, info: DistInfo, log: logging.Logger, pretrained: st
     case (a resumed run's record of them).
     """
     if cfg.TRAIN_BATCH_SIZE % info.world_size:
-        raise ValueError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
+        raise SettingError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
                          f"{info.world_size} processes")
     rank_batch = cfg.TRAIN_BATCH_SIZE // info.world_size
     amp = cfg.TRAIN_AMP
     if amp != "off" and info.device.type != "cuda":
         log.warning(f"TRAIN_AMP {amp} on {info.device}: autocast works there but is slower than float32")
     seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
-    model = LSTA(cfg, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
+    model = LSTA.from_config(cfg, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
     if pretrained:
         report = load_pretrained(model, pretrained)
         encoder_parts = list(encoder_parts) + uninitialised_encoder_parts(cfg, report, log)
@@ -218,6 +224,10 @@ def resume(parts: StepParts, ckpt: dict[str, Any], path: str, log: logging.Logge
         parts.scaler.load_state_dict(ckpt["scaler"])
     params = dict(parts.lsta.named_parameters())
     for name, grad in ckpt.get("accumulated_grads", {}).items():
+        if name not in params or params[name].shape != grad.shape:
+            raise CheckpointError(f"{path}: its saved encoder gradients name {name!r}, which this model "
+                                  f"{'lacks' if name not in params else 'has in another shape'}; the file does "
+                                  f"not belong to this run: train under another --exp_name, or pass --restart")
         params[name].grad = grad.to(parts.device)
     states = ckpt.get("rng") or []
     rank = parts.world.rank
@@ -235,7 +245,8 @@ def save(cfg: Config, parts: StepParts, checkpointer: Checkpointer, step: int) -
     # Gradients that zero_grad never clears (the authors' encoder mode) are part of the state.
     accumulated = {n: p.grad.detach().clone() for n, p in lsta.named_parameters()
                    if p.grad is not None and id(p) not in in_optimizer}
-    return checkpointer.save(step, {"state_dict": lsta.state_dict(), "optimizer": parts.optimizer.state_dict(),
+    return checkpointer.save(step, {"state_dict": lsta.state_dict(), "model_args": lsta.args.to_record(),
+                                    "optimizer": parts.optimizer.state_dict(),
                                     "step": step, "scaler": parts.scaler.state_dict(), "rng": states,
                                     "accumulated_grads": accumulated, "config": cfg.to_dict()})
 
@@ -399,8 +410,9 @@ def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bo
             save_run_config(cfg, os.path.join(cfg.DIR_RESULT, "config.json"))
             folder.write_record(fingerprint=fingerprint(cfg))
         code = _run(cfg, info, folder, checkpointer, log, summary, stop_step)
-    except USER_ERRORS as err:
-        message = user_message(err)
+    except (*USER_ERRORS, torch.OutOfMemoryError) as err:
+        message = (out_of_memory_message(err, OUT_OF_MEMORY_ADVICE) if isinstance(err, torch.OutOfMemoryError)
+                   else user_message(err))
         log.error(f"error: {message}")
         summary.update(status="failed", exit_code=1, error=message)
         code = 1
@@ -493,7 +505,7 @@ def _loop(cfg: Config, parts: StepParts, loader, sampler, start_step: int, check
             log.warning(f"step {step}: non-finite loss or gradient, update skipped "
                         f"({nonfinite_in_row} in a row, {summary['nonfinite_steps']} in all)")
             if nonfinite_in_row >= cfg.TRAIN_MAX_NONFINITE:
-                raise ValueError(f"{nonfinite_in_row} non-finite losses in a row at step {step}; "
+                raise DivergedError(f"{nonfinite_in_row} non-finite losses in a row at step {step}; "
                                  f"lower TRAIN_LR or check the data")
         else:
             nonfinite_in_row = 0

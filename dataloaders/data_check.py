@@ -15,12 +15,9 @@ import os
 from tqdm import tqdm
 
 from dataloaders.train_datasets import Video
+from utils.errors import DataError, MissingFileError
 from utils.files import write_json
 from utils.image_io import check_same_size
-
-
-class DataError(ValueError):
-    """Training data that cannot be used as listed."""
 
 
 def listing_digest(videos: list[Video]) -> str:
@@ -31,7 +28,7 @@ def listing_digest(videos: list[Video]) -> str:
             try:
                 stat = os.stat(path)
             except FileNotFoundError:
-                raise FileNotFoundError(f"training file not found: {path} (listed for video {video.name!r})") from None
+                raise MissingFileError(f"training file not found: {path} (listed for video {video.name!r})") from None
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from utils.errors import DataError, MissingFileError
 from utils.image_io import IMAGE_EXTENSIONS, check_same_size
 
 
@@ -39,12 +40,32 @@ class EvalSequence:
 
 def _require_dir(path: str, what: str, hint: str) -> None:
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{what} not found: {path} ({hint})")
+        raise MissingFileError(f"{what} not found: {path} ({hint})")
 
 
-def _read_names(path: str) -> list[str]:
+def _read_names(path: str, nested: bool = False) -> list[str]:
+    """Sequence names listed in a split file, each checked to be a name (see check_sequence_name)."""
     with open(path) as f:
-        return [line.split()[0] for line in f if line.strip()]
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        raise DataError(f"split file {path} lists no sequences")
+    for name in names:
+        check_sequence_name(name, path, nested)
+    return names
+
+
+def check_sequence_name(name: str, source: str, nested: bool = False) -> None:
+    """A sequence name is a folder name, never a path: results are written to `<results>/<name>/`.
+
+    `nested` allows `class/video` (YouTube-Objects). An absolute name, `..`, `.`, a backslash or
+    an empty part would let results land outside the results folder, even over the ground truth.
+    """
+    parts = name.split("/")
+    if (os.path.isabs(name) or "\\" in name or "\0" in name or len(parts) > (2 if nested else 1)
+            or any(p in ("", ".", "..") for p in parts)):
+        raise DataError(f"{source}: sequence name {name!r} is not a plain folder name "
+                        f"({'class/video' if nested else 'no slashes'}, no '..'): refusing to evaluate, since "
+                        f"results are written to a folder of that name")
 
 
 def _frames(folder: str) -> list[str]:
@@ -68,8 +89,16 @@ def davis_sequence_names(root: str, year: str, split: str) -> list[str]:
         return _read_names(names_file)
     if year == "2016" and os.path.isfile(pairs_file):
         # Lines "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png".
-        return list(dict.fromkeys(name.strip("/").split("/")[2] for name in _read_names(pairs_file)))
-    raise FileNotFoundError(f"DAVIS-{year} split file not found: {names_file}"
+        with open(pairs_file) as f:
+            paths = [line.split()[0].strip("/").split("/") for line in f if line.strip()]
+        if not paths or any(len(p) != 4 for p in paths):
+            raise DataError(f"split file {pairs_file} is not DAVIS-2016's list of "
+                            f"/JPEGImages/480p/<sequence>/<frame>.jpg /Annotations/... pairs")
+        names = list(dict.fromkeys(p[2] for p in paths))
+        for name in names:
+            check_sequence_name(name, pairs_file)
+        return names
+    raise MissingFileError(f"DAVIS-{year} split file not found: {names_file}"
                             + (f" (nor DAVIS-2016's own {pairs_file})" if year == "2016" else ""))
 
 
@@ -80,13 +109,13 @@ def davis_sequences(root: str, year: str = "2016", split: str = "val", resolutio
         images = sorted(p for p in _frames_or_empty(os.path.join(root, "JPEGImages", resolution, name))
                         if p.lower().endswith(".jpg"))
         if not images:
-            raise FileNotFoundError(f"DAVIS sequence {name!r} has no frames in "
+            raise MissingFileError(f"DAVIS sequence {name!r} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', resolution, name)}")
         seq = EvalSequence(name, images, _annotations(os.path.join(root, "Annotations", resolution, name)))
         for frame, image in zip(seq.frame_names, images):
             mask = os.path.join(root, "Annotations", resolution, name, frame + ".png")
             if frame not in seq.annotations:
-                raise FileNotFoundError(f"DAVIS sequence {name!r}: frame {image} has no mask {mask}")
+                raise MissingFileError(f"DAVIS sequence {name!r}: frame {image} has no mask {mask}")
             check_same_size(image, mask)
         sequences.append(seq)
     return sequences
@@ -114,25 +143,25 @@ def folder_sequences(root: str, split: str | None = None, what: str = "benchmark
                                                        f"Annotations/<sequence>/<frame>.png; see docs/evaluation.md")
     split_file = os.path.join(root, "ImageSets", f"{split}.txt") if split else None
     if split_file and os.path.isfile(split_file):
-        names = _read_names(split_file)
+        names = _read_names(split_file, nested=True)
     else:
         names = _sequence_folders(images_root, nested)
     sequences = []
     for name in names:
         images = _frames_or_empty(os.path.join(images_root, name))
         if not images:
-            raise FileNotFoundError(f"{what} sequence {name!r} has no frames in {os.path.join(images_root, name)}")
+            raise MissingFileError(f"{what} sequence {name!r} has no frames in {os.path.join(images_root, name)}")
         group = name.split("/")[0] if "/" in name else re.sub(r"[^a-zA-Z].*$", "", name) or name
         seq = EvalSequence(name, images, _annotations(os.path.join(root, "Annotations", name)), group)
         if check_sizes:
             frames = dict(zip(seq.frame_names, images))
             for frame, mask in seq.annotations.items():
                 if frame not in frames:
-                    raise FileNotFoundError(f"{what} sequence {name!r}: annotation {mask} has no frame")
+                    raise MissingFileError(f"{what} sequence {name!r}: annotation {mask} has no frame")
                 check_same_size(frames[frame], mask)
         sequences.append(seq)
     if not sequences:
-        raise FileNotFoundError(f"no sequences in {images_root}")
+        raise MissingFileError(f"no sequences in {images_root}")
     return sequences
 
 
@@ -167,6 +196,6 @@ def video_folder_sequences(root: str) -> list[EvalSequence]:
         elif os.path.isfile(path) and name.lower().endswith(VIDEO_EXTENSIONS):
             sequences.append(EvalSequence(os.path.splitext(name)[0], [], video=path))
     if not sequences:
-        raise FileNotFoundError(f"no videos in {root}: expected subfolders of frames or video files "
+        raise MissingFileError(f"no videos in {root}: expected subfolders of frames or video files "
                                 f"({', '.join(VIDEO_EXTENSIONS)})")
     return sequences

@@ -1,8 +1,12 @@
 """DataLoader construction for training: seeded sampler, workers from a forkserver, pinned memory on CUDA."""
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import os
 import signal
+import threading
+import time
 
 import cv2
 import torch
@@ -10,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from config import Config
 from dataloaders.sampler import EpochSampler
+from utils.errors import DataError
 
 # Workers never come from a fork of this (threaded) process: a fork copies OpenCV's and OpenMP's
 # thread-pool state without the threads, and the child can hang for ever in its first cv2 call.
@@ -18,12 +23,29 @@ from dataloaders.sampler import EpochSampler
 WORKER_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _worker_init(_: int) -> None:
+TRAINER_POLL_SECONDS = 1.0
+
+
+def _worker_init(_: int, trainer_pid: int) -> None:
     # Stop signals are the main process's to handle (it saves, then stops us); one thread each.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    # A worker's parent is the forkserver, not the trainer, so torch's own parent watchdog does not
+    # see a trainer killed with SIGKILL: watch the trainer itself and leave when it is gone.
+    threading.Thread(target=_exit_when_gone, args=(trainer_pid,), daemon=True, name="trainer-watchdog").start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    while True:
+        time.sleep(TRAINER_POLL_SECONDS)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+            os._exit(0)
 
 
 def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int = 0,
@@ -31,12 +53,13 @@ def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int
     """A loader of `batch_size` samples per step for this rank, and its sampler (set_position to resume)."""
     sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, seed=cfg.TRAIN_SEED)
     if len(sampler) < batch_size:
-        raise ValueError(f"training set has {len(dataset)} samples, fewer than {batch_size * world_size} "
+        raise DataError(f"training set has {len(dataset)} samples, fewer than {batch_size * world_size} "
                          f"(one global batch); raise DATA_DAVIS_REPEAT or lower TRAIN_BATCH_SIZE")
     workers = cfg.DATA_WORKERS
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
-                        worker_init_fn=_worker_init, persistent_workers=workers > 0,
+                        worker_init_fn=functools.partial(_worker_init, trainer_pid=os.getpid()),
+                        persistent_workers=workers > 0,
                         multiprocessing_context=WORKER_START_METHOD if workers > 0 else None,
                         # Its own generator: creating an iterator must not draw from the global RNG
                         # (dropout's), or a resumed run would diverge from an uninterrupted one.

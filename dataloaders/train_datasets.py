@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from config import Config
 from dataloaders.transforms import augment
+from utils.errors import DataError, MissingFileError
 from utils.image_io import read_image, read_mask, use_one_opencv_thread
 
 SAMPLE_TRIES = 5
@@ -59,7 +60,7 @@ class VideoTrainDataset(Dataset):
 
     def __init__(self, videos: list[Video], cfg: Config, max_gap: int, repeat: int = 1, name: str = "") -> None:
         if not videos:
-            raise ValueError(f"{name or 'training set'}: no usable videos")
+            raise DataError(f"{name or 'training set'}: no usable videos")
         self.videos, self.max_gap, self.repeat, self.name = videos, max_gap, repeat, name
         self.seed = cfg.TRAIN_SEED
         self.num_current = cfg.DATA_CURR_SEQ_LEN
@@ -90,7 +91,7 @@ class VideoTrainDataset(Dataset):
                 if not self.skip_bad:
                     raise
                 if skipped >= MAX_SKIPPED_IN_A_ROW:
-                    raise ValueError(f"gave up after skipping {skipped} bad samples in a row "
+                    raise DataError(f"gave up after skipping {skipped} bad samples in a row "
                                      f"(DATA_SKIP_BAD_SAMPLES); the last: {err}") from None
                 warnings.warn(f"skipping bad training sample ({err})")
                 skipped += 1
@@ -125,7 +126,7 @@ class VideoTrainDataset(Dataset):
         masks = [mask(i) for i in picks]
         for i, image, m in zip(picks, images, masks):
             if image.shape[:2] != m.shape:
-                raise ValueError(f"mask {video.masks[order[i]]} is {m.shape[1]}x{m.shape[0]} but its frame "
+                raise DataError(f"mask {video.masks[order[i]]} is {m.shape[1]}x{m.shape[0]} but its frame "
                                  f"{video.images[order[i]]} is {image.shape[1]}x{image.shape[0]}")
         image_t, ids_t, num_objects = augment(images, masks, rng, **self.augment_args)
         labels = [(m >= 1).to(torch.uint8) for m in ids_t]
@@ -140,7 +141,7 @@ class VideoTrainDataset(Dataset):
 
 def _require_dir(path: str, what: str, hint: str) -> None:
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{what} not found: {path} ({hint})")
+        raise MissingFileError(f"{what} not found: {path} ({hint})")
 
 
 def davis2017_videos(root: str, split: str = "train", full_resolution: bool = True) -> list[Video]:
@@ -149,7 +150,7 @@ def davis2017_videos(root: str, split: str = "train", full_resolution: bool = Tr
                  "expected JPEGImages/480p, Annotations/480p, ImageSets/2017; see data/README.md")
     split_file = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
     if not os.path.isfile(split_file):
-        raise FileNotFoundError(f"DAVIS-2017 split file not found: {split_file} (one sequence name per line)")
+        raise MissingFileError(f"DAVIS-2017 split file not found: {split_file} (one sequence name per line)")
     res = "480p"
     if full_resolution and all(os.path.isdir(os.path.join(root, d, "Full-Resolution"))
                                for d in ("JPEGImages", "Annotations")):
@@ -160,10 +161,37 @@ def davis2017_videos(root: str, split: str = "train", full_resolution: bool = Tr
     for seq in names:
         images = sorted(glob.glob(os.path.join(root, "JPEGImages", res, seq, "*.jpg")))
         if not images:
-            raise FileNotFoundError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
+            raise MissingFileError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', res, seq)}")
         masks = [os.path.join(root, "Annotations", res, seq, os.path.basename(p)[:-4] + ".png") for p in images]
         videos.append(Video(seq, images, masks))
+    return videos
+
+
+def _read_meta(path: str) -> dict[str, dict[str, list[str]]]:
+    """meta.json as {video: {object id: [frame names]}}; one error naming the file for any other shape."""
+    def bad(why: str) -> DataError:
+        return DataError(f"YouTube-VOS {path} {why}; expected {{\"videos\": {{<video>: {{\"objects\": "
+                         f"{{<id>: {{\"frames\": [<frame name>, ...]}}}}}}}}}} as the dataset ships it")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as err:
+        raise bad(f"is unreadable ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+        raise bad("has no 'videos' mapping")
+    videos = {}
+    for vid, info in meta["videos"].items():
+        objects = info.get("objects") if isinstance(info, dict) else None
+        if not isinstance(objects, dict):
+            raise bad(f"gives video {vid!r} no 'objects' mapping")
+        frames = {}
+        for obj, desc in objects.items():
+            names = desc.get("frames") if isinstance(desc, dict) else None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise bad(f"gives object {obj!r} of video {vid!r} no list of frame names")
+            frames[obj] = names
+        videos[vid] = frames
     return videos
 
 
@@ -173,21 +201,19 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
                  "expected JPEGImages/, Annotations/, meta.json; see data/README.md")
     meta_path = os.path.join(root, "meta.json")
     if os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)["videos"]
         frame_lists = {}
-        for vid, info in sorted(meta.items()):
-            objects = [o["frames"] for o in info["objects"].values() if len(o["frames"]) >= 2]
-            if single_object and len(info["objects"]) != 1:
+        for vid, objects in sorted(_read_meta(meta_path).items()):
+            if single_object and len(objects) != 1:
                 continue
-            frame_lists[vid] = sorted(set(f for frames in objects for f in frames))
+            frame_lists[vid] = sorted(set(f for frames in objects.values() if len(frames) >= 2 for f in frames))
     else:
         warnings.warn(f"{meta_path} not found: deriving the YouTube-VOS video list from "
                       f"{os.path.join(root, 'Annotations')} (DATA_SINGLE ignored)")
         _require_dir(os.path.join(root, "Annotations"), "YouTube-VOS Annotations folder", "and no meta.json")
-        frame_lists = {vid: sorted(p[:-4] for p in os.listdir(os.path.join(root, "Annotations", vid))
-                                   if p.endswith(".png"))
-                       for vid in sorted(os.listdir(os.path.join(root, "Annotations")))}
+        annotations = os.path.join(root, "Annotations")
+        frame_lists = {vid: sorted(p[:-4] for p in os.listdir(os.path.join(annotations, vid)) if p.endswith(".png"))
+                       for vid in sorted(os.listdir(annotations))
+                       if os.path.isdir(os.path.join(annotations, vid))}  # stray files are not videos
     videos = []
     for vid, frames in frame_lists.items():
         if len(frames) < 2:
@@ -195,7 +221,7 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
         images = [os.path.join(root, "JPEGImages", vid, f + ".jpg") for f in frames]
         masks = [os.path.join(root, "Annotations", vid, f + ".png") for f in frames]
         if not os.path.isfile(images[0]):
-            raise FileNotFoundError(f"YouTube-VOS video {vid!r} has no frame {images[0]}")
+            raise MissingFileError(f"YouTube-VOS video {vid!r} has no frame {images[0]}")
         videos.append(Video(vid, images, masks))
     return videos
 
@@ -211,7 +237,7 @@ def build_train_dataset(cfg: Config) -> Dataset:
             videos = youtubevos_videos(cfg.DIR_YTB, cfg.DATA_SINGLE)
             parts.append(VideoTrainDataset(videos, cfg, cfg.DATA_RANDOM_GAP_YTB, 1, name))
         else:
-            raise ValueError(f"unknown training set {name!r} in DATASETS; use 'davis2017' and/or 'youtubevos'")
+            raise DataError(f"unknown training set {name!r} in DATASETS; use 'davis2017' and/or 'youtubevos'")
     return parts[0] if len(parts) == 1 else ConcatVideoDatasets(parts)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from config import MIN_FRAME_SIDE
+from utils.errors import DataError
 
 MEAN = np.array([0.485, 0.456, 0.406])  # float64, as the authors' tuples
 STD = np.array([0.229, 0.224, 0.225])
@@ -55,7 +56,7 @@ def eval_preprocess(image: np.ndarray, max_size: int = 1040, source: str = "fram
     """
     h, w = eval_size(image.shape[0], image.shape[1], max_size, scale)
     if min(h, w) < MIN_FRAME_SIDE:
-        raise ValueError(f"{source} is {image.shape[1]}x{image.shape[0]}, too small: the network needs sides of at "
+        raise DataError(f"{source} is {image.shape[1]}x{image.shape[0]}, too small: the network needs sides of at "
                          f"least {MIN_FRAME_SIDE} pixels after the resize to 16k+1 sides (here {w}x{h})")
     if (h, w) != image.shape[:2]:
         image = cv2.resize(np.asarray(image, np.float32), (w, h), interpolation=cv2.INTER_CUBIC)

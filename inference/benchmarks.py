@@ -7,7 +7,9 @@ the same loop in eval.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,10 +17,12 @@ import numpy as np
 
 from config import Config
 from dataloaders.eval_datasets import EvalSequence, davis_sequences, folder_sequences, video_folder_sequences
+from utils.errors import DataError, MissingFileError
 from utils.image_io import read_binary_mask
 from utils.metrics import davis_figures, format_table, score_pairs, write_csv, write_davis_csvs
 from utils.saliency import dataset_saliency, read_probability, read_saliency_gt, sequence_saliency
 
+log = logging.getLogger("lsta.eval")
 PROBABILITIES = "probabilities"  # <results>/probabilities/<seq>/<frame>.png, 8-bit
 
 
@@ -75,6 +79,19 @@ def mask_folder(bench: Benchmark, results_dir: str, sequence: str) -> str:
     return os.path.join(results_dir, "Annotations", sequence) if bench.submission else os.path.join(results_dir, sequence)
 
 
+def check_scorable(bench: Benchmark, sequences: list[EvalSequence]) -> None:
+    """Refuse, before any inference, a sequence the benchmark could not score (e.g. too short)."""
+    if bench.metrics == "none":
+        return
+    for seq in sequences:
+        if not scored_frames(bench, seq):
+            what = ("annotated frames besides its first and last annotated ones" if bench.scored == "inner"
+                    else "annotated frames")
+            raise DataError(f"{bench.name}: sequence {seq.name!r} has no {what} to score "
+                            f"({len(seq.frame_names)} frames, {len(seq.annotations)} annotated); remove it from "
+                            f"the split or add its annotations")
+
+
 def scored_frames(bench: Benchmark, seq: EvalSequence) -> list[str]:
     """Names of the frames a benchmark scores (before dropping empty ground truth, where it does)."""
     if bench.scored == "none":
@@ -126,10 +143,14 @@ def score(bench: Benchmark, sequences: list[EvalSequence], results_dir: str, spl
                      for s in sequences}
             empty = [name for name, p in pairs.items() if not p]
             if empty:
-                raise ValueError(f"{bench.name}: sequence {empty[0]!r} has no scored frame (frames with ground truth"
+                raise DataError(f"{bench.name}: sequence {empty[0]!r} has no scored frame (frames with ground truth"
                                  f"{', not empty' if bench.scored == 'annotated_nonempty' else ''})")
+            seen: Counter = Counter()
             figures, written, table = {"jf": _jf, "j": _j, "j_class": _j_class}[metric](sequences, pairs,
-                                                                                         results_dir, split)
+                                                                                         results_dir, split, seen)
+            if seen["soft"]:
+                log.warning(f"{bench.name}: {seen['soft']} ground-truth masks hold more than one object value; "
+                            f"any nonzero pixel counts as the object (the DAVIS toolkit's rule)")
             headline.update(figures)
             files += written
             tables.append(table)
@@ -142,15 +163,15 @@ def _pairs(bench: Benchmark, seq: EvalSequence, results_dir: str, drop_empty: bo
     return [p for p in pairs if read_binary_mask(p[0]).any()] if drop_empty else pairs
 
 
-def _jf(sequences, pairs, results_dir: str, split: str | None) -> tuple[dict[str, float], list[str], str]:
-    figures, rows = davis_figures([score_pairs(s.name, pairs[s.name]) for s in sequences])
+def _jf(sequences, pairs, results_dir: str, split: str | None, seen: Counter) -> tuple[dict[str, float], list[str], str]:
+    figures, rows = davis_figures([score_pairs(s.name, pairs[s.name], seen=seen) for s in sequences])
     names = write_davis_csvs(results_dir, split, figures, rows)
     return ({"J&F-Mean": figures["J&F-Mean"], "J-Mean": figures["J-Mean"], "F-Mean": figures["F-Mean"]},
             names, format_table(figures, rows))
 
 
-def _j(sequences, pairs, results_dir: str, split: str | None) -> tuple[dict[str, float], list[str], str]:
-    scores = [score_pairs(s.name, pairs[s.name], boundary=False).j for s in sequences]
+def _j(sequences, pairs, results_dir: str, split: str | None, seen: Counter) -> tuple[dict[str, float], list[str], str]:
+    scores = [score_pairs(s.name, pairs[s.name], boundary=False, seen=seen).j for s in sequences]
     rows = [{"Sequence": s.name, "J-Mean": float(j.mean()), "Frames": len(j)} for s, j in zip(sequences, scores)]
     figures = {"J-Mean": float(np.mean([r["J-Mean"] for r in rows])),   # over sequences
                "J-Mean-frames": float(np.concatenate(scores).mean())}   # pooled over every scored frame
@@ -159,9 +180,11 @@ def _j(sequences, pairs, results_dir: str, split: str | None) -> tuple[dict[str,
     return figures, ["global_results.csv", "per-sequence_results.csv"], _rows_table(rows, ["J-Mean"])
 
 
-def _j_class(sequences, pairs, results_dir: str, split: str | None) -> tuple[dict[str, float], list[str], str]:
+def _j_class(sequences, pairs, results_dir: str, split: str | None,
+             seen: Counter) -> tuple[dict[str, float], list[str], str]:
     videos = [{"Sequence": s.name, "Class": s.group,
-               "J-Mean": float(score_pairs(s.name, pairs[s.name], boundary=False).j.mean())} for s in sequences]
+               "J-Mean": float(score_pairs(s.name, pairs[s.name], boundary=False, seen=seen).j.mean())}
+              for s in sequences]
     classes = sorted({v["Class"] for v in videos})
     per_class = [{"Class": c, "J-Mean": float(np.mean([v["J-Mean"] for v in videos if v["Class"] == c])),
                   "Videos": sum(v["Class"] == c for v in videos)} for c in classes]
@@ -176,22 +199,27 @@ def _j_class(sequences, pairs, results_dir: str, split: str | None) -> tuple[dic
 
 
 def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str) -> tuple[dict[str, float], str, str]:
-    per_sequence, rows = [], []
+    per_sequence, rows, seen = [], [], Counter()
     for seq in sequences:
         frames = inner_annotated(seq)
         if not frames:
-            raise ValueError(f"{bench.name}: sequence {seq.name!r} has no annotated frame besides its first and "
+            raise DataError(f"{bench.name}: sequence {seq.name!r} has no annotated frame besides its first and "
                              f"last annotated ones")
         pairs = []
         for name in frames:
             path = os.path.join(results_dir, PROBABILITIES, seq.name, name + ".png")
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"probability map missing: {path}")
-            pairs.append((read_probability(path), read_saliency_gt(seq.annotations[name])))
+                raise MissingFileError(f"probability map missing: {path}")
+            pairs.append((read_probability(path), read_saliency_gt(seq.annotations[name], seen)))
         measures = sequence_saliency(pairs)
         per_sequence.append(measures)
         rows.append({"Sequence": seq.name, "S": measures["S"], "maxF": float(measures["F_curve"].max()),
                      "adpF": measures["adpF"], "MAE": measures["MAE"]})
+    if seen["0/1"]:
+        log.warning(f"{bench.name}: {seen['0/1']} ground-truth maps store the object as 1, not 255: read as 0/255")
+    if seen["soft"]:
+        log.warning(f"{bench.name}: {seen['soft']} ground-truth maps are not binary: thresholded at 128, as the "
+                    f"DAVSOD toolbox does")
     figures = dataset_saliency(per_sequence)
     write_csv(os.path.join(results_dir, "saliency_results.csv"), list(figures), [figures])
     write_csv(os.path.join(results_dir, "per-sequence_saliency.csv"), ["Sequence", "S", "maxF", "adpF", "MAE"], rows)

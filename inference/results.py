@@ -29,6 +29,7 @@ class ResultWriter:
         self.video: cv2.VideoWriter | None = None
         self.pool = ThreadPoolExecutor(2)
         self.futures: list[Future] = []
+        self.written: list[str] = []  # every file queued, for the results folder's record
 
     def write(self, name: str, frame: SegmentedFrame, mask: np.ndarray | None = None) -> None:
         """Queue the files of one frame (`mask` replaces the predicted one, e.g. a copied ground truth)."""
@@ -53,8 +54,9 @@ class ResultWriter:
             if self.video is not None:
                 self.video.release()
 
-    def _submit(self, fn, *args) -> None:
-        self.futures.append(self.pool.submit(fn, *args))
+    def _submit(self, fn, path: str, *args) -> None:
+        self.written.append(path)
+        self.futures.append(self.pool.submit(fn, path, *args))
         if len(self.futures) > MAX_QUEUED:
             self._drain(MAX_QUEUED // 2)
 
@@ -65,6 +67,7 @@ class ResultWriter:
     def _video_frame(self, shown: np.ndarray) -> None:
         if self.video is None:
             os.makedirs(os.path.dirname(self.video_path) or ".", exist_ok=True)
+            self.written.append(self.video_path)
             self.video = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
                                          (shown.shape[1], shown.shape[0]))
         self.video.write(shown)

@@ -24,7 +24,8 @@ from config import Config
 from dataloaders.transforms import eval_preprocess
 from inference.window import WindowSchedule
 from networks.lsta import LSTA
-from utils.checkpoint import load_lsta_weights
+from networks.weights import load_lsta
+from utils.errors import DataError
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
 READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
@@ -74,10 +75,9 @@ class VideoSegmenter:
     @classmethod
     def from_checkpoint(cls, path: str, cfg: Config | None = None, device: torch.device | str | None = None,
                         measure: Callable[[str], ContextManager] | None = None) -> "VideoSegmenter":
-        """LSTA weights from `path` (every entry must load), settings from `cfg` (default: the authors')."""
+        """The model `path` records (every entry must load); inference settings from `cfg` (default: the authors')."""
         cfg = cfg or Config()
-        model = LSTA(cfg)
-        load_lsta_weights(model, path, min_fraction=1.0)
+        model, _ = load_lsta(path, cfg)
         device = device if device is not None else ("cuda" if str(cfg.DEVICE).startswith("cuda") else "cpu")
         return cls.from_config(model, cfg, device, measure)
 
@@ -94,9 +94,17 @@ class VideoSegmenter:
         """Results for every frame, in order, as soon as the schedule allows (frames 0..M-1 together).
 
         `frames`: a video file or a folder of frames (`max_side` shrinks large frames,
-        `accept_partial` keeps what a damaged video decodes), or an iterable of BGR uint8 frames or
-        image paths. All frames must have one size. `name` labels the video in error messages.
+        `accept_partial` keeps what a damaged video decodes), or a list (any iterable) of frames:
+        uint8 arrays of shape (H, W, 3) in BGR order, or image paths. Grayscale (H, W) or (H, W, 1)
+        frames are repeated to three channels and BGRA (H, W, 4) frames lose their alpha; anything
+        else is a ValueError naming the frame, its shape and dtype. All frames must have one size.
+        `name` labels the video in error messages.
         """
+        if isinstance(frames, np.ndarray):
+            raise DataError(f"segment() takes a list of frames (or a video path), not one array of shape "
+                            f"{frames.shape}: wrap a single frame as [frame]")
+        if isinstance(frames, (bytes, bytearray)) or not isinstance(frames, (str, Iterable)):
+            raise DataError(f"segment() takes a video path or a list of frames, not {type(frames).__name__}")
         name = name or (frames if isinstance(frames, str) else "the video")
         source = iter_video_frames(frames, max_side, accept_partial) if isinstance(frames, str) else _read(frames)
         schedules = [WindowSchedule(self.model, self.window) for _ in self.views]
@@ -107,7 +115,7 @@ class VideoSegmenter:
             for index, image in enumerate(source):
                 shape = shape or image.shape
                 if image.shape != shape:
-                    raise ValueError(f"frame {index} of {name} is {image.shape[1]}x{image.shape[0]}, unlike the frames "
+                    raise DataError(f"frame {index} of {name} is {image.shape[1]}x{image.shape[0]}, unlike the frames "
                                      f"before it ({shape[1]}x{shape[0]}): all frames of a video must have one size")
                 images[index] = image
                 first = index if not pending else first
@@ -168,13 +176,32 @@ class VideoSegmenter:
         return SegmentedFrame(index, mask.to(torch.uint8).cpu().numpy(), probability.float().cpu().numpy(), image)
 
 
+def as_bgr_frame(frame: object, index: int) -> np.ndarray:
+    """A frame given in memory as the (H, W, 3) uint8 BGR array the model reads; one error for anything else."""
+    if not isinstance(frame, np.ndarray):
+        raise DataError(f"frame {index} is a {type(frame).__name__}, not an image: give uint8 arrays of shape "
+                        f"(H, W, 3) in BGR order, or image paths")
+    shape, dtype = frame.shape, frame.dtype
+    if dtype != np.uint8:
+        raise DataError(f"frame {index} has shape {shape} and dtype {dtype}: frames must be uint8 (0..255) BGR; "
+                        f"convert float [0, 1] frames with (frame * 255).round().astype(np.uint8)")
+    if frame.ndim == 2 or (frame.ndim == 3 and shape[2] == 1):
+        return np.ascontiguousarray(np.repeat(frame.reshape(shape[0], shape[1], 1), 3, axis=2))  # grayscale
+    if frame.ndim == 3 and shape[2] == 4:
+        return np.ascontiguousarray(frame[:, :, :3])  # BGRA: alpha dropped
+    if frame.ndim == 3 and shape[2] == 3:
+        return frame
+    raise DataError(f"frame {index} has shape {shape} and dtype {dtype}: frames must be (H, W, 3) BGR, "
+                    f"(H, W) grayscale or (H, W, 4) BGRA")
+
+
 def _read(frames: Iterable[np.ndarray | str]) -> Iterator[np.ndarray]:
-    """Arrays as they are; image paths decoded by reader threads, READ_AHEAD frames ahead."""
+    """Arrays checked and converted (as_bgr_frame); image paths decoded by reader threads, READ_AHEAD frames ahead."""
     items = iter(frames)
     with ThreadPoolExecutor(2) as pool:
         queue: list = []
-        for item in items:
-            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _finished(item))
+        for index, item in enumerate(items):
+            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _finished(as_bgr_frame(item, index)))
             if len(queue) > READ_AHEAD:
                 yield queue.pop(0).result()
         for future in queue:

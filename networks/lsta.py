@@ -1,13 +1,13 @@
 """LSTA: DeepLabv3+ features → long (LTM) and short (STA) temporal attention → refine head."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from config import Config
 from networks.acon import AconC
 from networks.aic import AIC
 from networks.deeplab import DeepLab
@@ -16,6 +16,44 @@ from networks.sta import STA
 
 KEY_DIM = 16          # width of the projected keys and queries
 RANDOM_FEATURES = 8   # LTM's random features (m)
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """The settings an LSTA's weights depend on; checkpoints record them (`model_args`)."""
+    backbone: str = "resnet101"
+    output_stride: int = 16
+    aspp_dim: int = 256
+    shortcut_dim: int = 48
+    embed_dim: int = 128
+    freeze_bn: bool = True
+
+    # The Config key of each field.
+    CONFIG_KEYS = {"backbone": "MODEL_BACKBONE", "output_stride": "MODEL_OUTPUT_STRIDE",
+                   "aspp_dim": "MODEL_ASPP_OUTDIM", "shortcut_dim": "MODEL_SHORTCUT_DIM",
+                   "embed_dim": "MODEL_SEMANTIC_EMBEDDING_DIM", "freeze_bn": "MODEL_FREEZE_BN"}
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "ModelArgs":
+        """The MODEL_* settings of a Config (or of a checkpoint's saved config dict)."""
+        get = cfg.get if isinstance(cfg, dict) else lambda key, default: getattr(cfg, key, default)
+        defaults = cls()
+        return cls(**{f.name: get(cls.CONFIG_KEYS[f.name], getattr(defaults, f.name)) for f in fields(cls)})
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ModelArgs":
+        """The args a checkpoint recorded (`asdict` of an earlier ModelArgs)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain dict for checkpoints."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line naming the architecture, e.g. 'resnet18, ASPP 64, shortcut 16, head 32, frozen BN'."""
+        return (f"{self.backbone}, ASPP {self.aspp_dim}, shortcut {self.shortcut_dim}, head {self.embed_dim}, "
+                f"{'frozen' if self.freeze_bn else 'trainable'} BN")
 
 
 @dataclass
@@ -38,15 +76,19 @@ class FrameCache:
 
 
 class LSTA(nn.Module):
-    """The authors' model, with their parameter names; `LSTA(Config())` fits `best_LSTA.pth`."""
+    """The authors' model, with their parameter names; `LSTA()` fits `best_LSTA.pth`.
 
-    def __init__(self, cfg: Config | None = None, encoder_grad: bool = False) -> None:
+    `train_encoder` makes the encoder trainable; `encoder_grad` back-propagates through the frozen
+    encoder without training it (the authors' training step).
+    """
+
+    def __init__(self, args: ModelArgs = ModelArgs(), train_encoder: bool = False, encoder_grad: bool = False) -> None:
         super().__init__()
-        cfg = cfg or Config()
-        if cfg.MODEL_OUTPUT_STRIDE != 16:
-            raise ValueError(f"MODEL_OUTPUT_STRIDE {cfg.MODEL_OUTPUT_STRIDE}: only 16 is implemented (the released weights')")
-        feat_ch, width = cfg.MODEL_ASPP_OUTDIM, cfg.MODEL_SEMANTIC_EMBEDDING_DIM
-        self.feature_extractor = DeepLab(cfg.MODEL_BACKBONE, feat_ch, cfg.MODEL_SHORTCUT_DIM, cfg.MODEL_FREEZE_BN)
+        if args.output_stride != 16:
+            raise ValueError(f"output stride {args.output_stride}: only 16 is implemented (the released weights')")
+        self.args = args
+        feat_ch, width = args.aspp_dim, args.embed_dim
+        self.feature_extractor = DeepLab(args.backbone, feat_ch, args.shortcut_dim, args.freeze_bn)
         self.projection_m = nn.Conv2d(feat_ch, KEY_DIM, 1)
         self.projection_curr = nn.Conv2d(feat_ch, KEY_DIM, 1)
         self.projection_curr_patch = nn.Conv2d(feat_ch, KEY_DIM, 1)
@@ -60,8 +102,13 @@ class LSTA(nn.Module):
         self.pred = nn.Conv2d(width, 2, 3, padding=1)
         # The frozen encoder runs without gradients unless it is trained (MODEL_TRAIN_ENCODER) or the
         # caller back-propagates through it (`encoder_grad`: the authors' training does).
-        self.encoder_grad = cfg.MODEL_TRAIN_ENCODER or encoder_grad
+        self.encoder_grad = train_encoder or encoder_grad
         self.feature_extractor.requires_grad_(self.encoder_grad)
+
+    @classmethod
+    def from_config(cls, cfg: Any, encoder_grad: bool = False) -> "LSTA":
+        """The model a Config describes (MODEL_* keys; MODEL_TRAIN_ENCODER)."""
+        return cls(ModelArgs.from_config(cfg), cfg.MODEL_TRAIN_ENCODER, encoder_grad)
 
     def train_encoder_parts(self, names: list[str]) -> None:
         """Make encoder submodules trainable (`aspp`, `decoder`: parts no pretrained file initialised)."""

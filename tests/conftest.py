@@ -47,5 +47,6 @@ def toy_weights(tmp_path_factory) -> str:
     cfg.apply_preset("toy")
     torch.manual_seed(0)
     path = str(tmp_path_factory.mktemp("weights") / "toy.pth")
-    save_checkpoint({"state_dict": LSTA(cfg).state_dict(), "step": 7}, path)
+    model = LSTA.from_config(cfg)
+    save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 7}, path)
     return path

@@ -25,7 +25,7 @@ def toy_model():
     cfg.apply_preset("toy")
     cfg.set("MODEL_MAX_MEM", 4)
     torch.manual_seed(0)
-    return LSTA(cfg).eval(), cfg
+    return LSTA.from_config(cfg).eval(), cfg
 
 
 def run_eval(*args):

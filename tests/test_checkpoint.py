@@ -13,14 +13,15 @@ from config import Config
 from networks.deeplab import DeepLab
 from networks.lsta import LSTA
 from networks.stm import STM
+from networks.weights import load_lsta_weights
 from tests.conftest import ROOT
-from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_lsta_weights, load_pretrained,
+from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_pretrained,
                               load_stm_teacher, read_checkpoint, save_checkpoint)
 
 
 @pytest.fixture(scope="module")
 def r101_model():
-    return LSTA(Config())
+    return LSTA()
 
 
 def _assert_loaded(model, file_state, mapping):
@@ -74,11 +75,11 @@ def test_lsta_checkpoint_with_module_prefix(tmp_path):
     cfg = Config()
     cfg.set("MODEL_BACKBONE", "resnet18")
     torch.manual_seed(4)
-    source = LSTA(cfg)
+    source = LSTA.from_config(cfg)
     state = {"module." + k: v for k, v in source.state_dict().items()}
     torch.save({"state_dict": state, "optimizer": {}}, tmp_path / "ckpt.pth")
     torch.manual_seed(5)
-    target = LSTA(cfg)
+    target = LSTA.from_config(cfg)
     report = load_lsta_weights(target, str(tmp_path / "ckpt.pth"))
     assert not report.missing and not report.unexpected
     for k, v in source.state_dict().items():
@@ -98,7 +99,7 @@ def test_stm_official_weights(tmp_path):
 def test_clear_errors(tmp_path):
     cfg = Config()
     cfg.set("MODEL_BACKBONE", "resnet18")
-    model = LSTA(cfg)
+    model = LSTA.from_config(cfg)
     with pytest.raises(CheckpointError, match="not found: .*nothing.pth"):
         load_lsta_weights(model, str(tmp_path / "nothing.pth"))
     save_checkpoint({"state_dict": model.state_dict()}, str(tmp_path / "good.pth"))

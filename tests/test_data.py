@@ -185,7 +185,7 @@ def test_mask_size_and_truncated_image(damaged):
     with pytest.raises(ValueError, match="00000.png is 50x40 but its frame .*00000.jpg is 216x120"):
         davis2016_sequences(davis)
     with pytest.raises(ValueError, match="00001.jpg"):
-        list(VideoSegmenter(LSTA(small_cfg()), window=3).segment(video.images[:3]))
+        list(VideoSegmenter(LSTA.from_config(small_cfg()), window=3).segment(video.images[:3]))
 
 
 def test_skip_bad_samples_option(damaged):

@@ -40,7 +40,7 @@ def test_window_schedule_equals_the_authors(frames, size, batch):
     torch.manual_seed(frames + size)
     cfg = Config()
     cfg.set("MODEL_BACKBONE", "resnet18")
-    model = LSTA(cfg).eval()
+    model = LSTA.from_config(cfg).eval()
     images = torch.randn(frames, 3, 37, 45)
     with torch.inference_mode():
         feats = [model.encode(images[t:t + 1]) for t in range(frames)]

@@ -21,7 +21,7 @@ def _listing(path):
 
 
 def test_state_dict_equals_the_authors_listing():
-    model = LSTA(Config())
+    model = LSTA()
     ours = [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
     assert ours == _listing(fixture("lsta_state_dict.txt"))
     assert all(v.dtype == torch.float32 for k, v in model.state_dict().items() if "num_batches" not in k)
@@ -30,7 +30,7 @@ def test_state_dict_equals_the_authors_listing():
 
 def test_golden_head_logits():
     golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
-    model = LSTA(small_cfg()).eval()
+    model = LSTA.from_config(small_cfg()).eval()
     result = model.load_state_dict(golden["head_state_dict"], strict=False)
     assert result.unexpected_keys == []
     assert all(k.startswith("feature_extractor.") for k in result.missing_keys)
@@ -67,7 +67,7 @@ def test_sta_folds_by_summation_and_leaves_uncovered_pixels_zero():
 
 def test_ltm_equals_direct_linear_attention():
     torch.manual_seed(0)
-    model = LSTA(small_cfg())
+    model = LSTA.from_config(small_cfg())
     q = torch.randn(2, 16, 6, 7)
     keys = [torch.randn(2, 16, 6, 7) for _ in range(3)]
     out = model.LTM(q, keys)
@@ -84,7 +84,7 @@ def test_ltm_equals_direct_linear_attention():
 
 def test_shapes_and_training_forward_with_small_backbone():
     torch.manual_seed(0)
-    model = LSTA(small_cfg(MODEL_TRAIN_ENCODER=True))
+    model = LSTA.from_config(small_cfg(MODEL_TRAIN_ENCODER=True))
     feats = model.encode(torch.randn(2, 3, 65, 97))
     assert feats.shape == (2, 256, 17, 25)
     images = [torch.randn(2, 3, 65, 97) for _ in range(5)]
@@ -96,7 +96,7 @@ def test_shapes_and_training_forward_with_small_backbone():
 
 
 def test_frozen_encoder_gets_no_gradient():
-    model = LSTA(small_cfg())
+    model = LSTA.from_config(small_cfg())
     images = [torch.randn(1, 3, 65, 65) for _ in range(3)]
     model(images[0], images[1], images[2:])[0].sum().backward()
     assert model.feature_extractor.backbone.conv1.weight.grad is None
@@ -105,7 +105,7 @@ def test_frozen_encoder_gets_no_gradient():
 
 def test_training_forward_equals_segment_with_sliding_memory():
     torch.manual_seed(0)
-    model = LSTA(small_cfg()).eval()
+    model = LSTA.from_config(small_cfg()).eval()
     images = [torch.randn(1, 3, 49, 49) for _ in range(4)]
     with torch.no_grad():
         outputs = model(images[0], images[1], images[2:])
@@ -118,7 +118,7 @@ def test_training_forward_equals_segment_with_sliding_memory():
 
 def test_resnet101_shapes_at_davis_eval_size():
     torch.manual_seed(0)
-    model = LSTA(Config()).eval()
+    model = LSTA().eval()
     with torch.inference_mode():
         features = model.encode(torch.randn(1, 3, 481, 849))
         assert features.shape == (1, 256, 121, 213)

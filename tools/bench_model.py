@@ -47,7 +47,7 @@ def model_for(backbone: str, device: str) -> LSTA:
     cfg = Config()
     cfg.set("MODEL_BACKBONE", backbone)
     torch.manual_seed(0)
-    return LSTA(cfg).to(device).eval()
+    return LSTA.from_config(cfg).to(device).eval()
 
 
 def encoder_cost(args: argparse.Namespace, batch: int) -> dict:
@@ -86,7 +86,7 @@ def memory_run(frames: int) -> dict:
     cfg = Config()
     cfg.apply_preset("toy")
     torch.manual_seed(0)
-    segmenter = VideoSegmenter(LSTA(cfg), window=11, device="cpu")
+    segmenter = VideoSegmenter(LSTA.from_config(cfg), window=11, device="cpu")
     rng = np.random.RandomState(0)
     base = rng.randint(0, 255, (120, 216, 3)).astype(np.uint8)
     stream = (np.roll(base, t, axis=1) for t in range(frames))

@@ -7,6 +7,7 @@ that names it and points to `tools/convert_checkpoint.py --trust FILE`.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from utils.errors import UserError
 
 # The DeepLab classifier of CFBI's file and BN counters have no counterpart in our encoder.
 _DEEPLAB_SKIP = ("decoder.last_conv.8.",)
@@ -35,7 +38,7 @@ def _numpy_data_globals() -> list:
 _SAFE_NUMPY = _numpy_data_globals()
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable, unsafe, not a checkpoint, or does not fit the model."""
 
 
@@ -121,10 +124,12 @@ def state_dict_of(obj: Any, path: str, what: str) -> dict[str, torch.Tensor]:
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path: str,
                scope: str = "", min_fraction: float = 0.9, skipped: list[str] | None = None,
-               required: str | None = None) -> LoadReport:
+               required: str | None = None, allow_unexpected: bool = True) -> LoadReport:
     """Load matching entries of `state` into `model`, reporting on the part `scope` as a whole.
 
-    Fails when under `min_fraction` of the entries under `required` (default: `scope`) load.
+    Fails when under `min_fraction` of the entries under `required` (default: `scope`) load, or,
+    without `allow_unexpected`, when the file holds entries the model lacks or has in another shape.
+    The report goes to the `lsta.checkpoint` log.
     """
     target = model.state_dict()
     report = LoadReport(what, path, skipped=list(skipped or []))
@@ -147,16 +152,13 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
         raise CheckpointError(f"{what} {path} matches too little of the model: "
                               f"{len(found)} of {len(needed)} entries{' under ' + required if required else ''}"
                               f" ({len(report.mismatched)} of another shape, {len(report.unexpected)} unknown)")
+    if not allow_unexpected and (report.unexpected or report.mismatched):
+        first = (report.unexpected + report.mismatched)[0]
+        raise CheckpointError(f"{what} {path} does not fit the model: {len(report.unexpected)} entries it lacks and "
+                              f"{len(report.mismatched)} of another shape (e.g. {first})")
     model.load_state_dict(loadable, strict=False)
-    print(report.summary())
+    logging.getLogger("lsta.checkpoint").info(report.summary())
     return report
-
-
-def load_lsta_weights(model: nn.Module, path: str, min_fraction: float = 0.9) -> LoadReport:
-    """An LSTA checkpoint (ours, or the authors' `best_LSTA.pth`) into an LSTA model."""
-    what = "LSTA weights"
-    state = state_dict_of(read_checkpoint(path, what), path, what)
-    return load_state(model, state, what, path, min_fraction=min_fraction)
 
 
 def load_pretrained(model: nn.Module, path: str) -> LoadReport:

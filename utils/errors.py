@@ -1,5 +1,29 @@
-"""The one line a user sees for an error they can fix."""
+"""The errors a user can fix (a setting, a file, the data), and the one line they see for them.
+
+Entry points print a `UserError` (and an `OSError`: a full disk, a read-only folder) as one line
+and exit 1; every other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user can fix: a setting, a file, the data, another run in the way."""
+
+
+class SettingError(UserError, ValueError):
+    """A setting or command-line argument that cannot work."""
+
+
+class DataError(UserError, ValueError):
+    """Data that cannot be used as it is: damaged, inconsistent, too small, a bad name."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the run needs is not there."""
+
+
+class FolderInUseError(UserError, FileExistsError):
+    """A folder that belongs to another run, or holds what this run must not overwrite."""
 
 
 def user_message(err: BaseException) -> str:
@@ -14,3 +38,8 @@ def user_message(err: BaseException) -> str:
         text = last.split(": ", 1)[1] if ": " in last else last
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines) if lines else type(err).__name__
+
+
+def out_of_memory_message(err: BaseException, advice: str) -> str:
+    """One line for an out-of-memory error, with what to lower."""
+    return f"out of memory ({user_message(err).split(';')[0][:200]}); {advice}"

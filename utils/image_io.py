@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from utils.errors import DataError, MissingFileError
+
 
 def davis_palette() -> list[int]:
     """The DAVIS palette (PASCAL VOC colour map), 256 RGB entries flattened."""
@@ -33,7 +35,7 @@ def davis_palette() -> list[int]:
 _PALETTE = davis_palette()
 
 
-class DamagedVideoError(ValueError):
+class DamagedVideoError(DataError):
     """A video file that decodes fewer frames than its container declares."""
 
 
@@ -52,16 +54,16 @@ def read_image(path: str) -> np.ndarray:
     libjpeg's "Corrupt JPEG data" warning on stderr and garbled blocks in the picture.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     if os.path.splitext(path)[1].lower() == ".png":
         _check_png(path)
     with _stderr_captured() as captured:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
     warning = next((line for line in captured() if "JPEG" in line or "jpeg" in line), None)
     if image is None:
-        raise ValueError(f"unreadable or corrupt image: {path}")
+        raise DataError(f"unreadable or corrupt image: {path}")
     if warning:
-        raise ValueError(f"corrupt image ({warning.strip()}): {path}")
+        raise DataError(f"corrupt image ({warning.strip()}): {path}")
     return image
 
 
@@ -71,7 +73,7 @@ def _check_png(path: str) -> None:
         with Image.open(path) as img:
             img.verify()
     except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"corrupt image ({err}): {path}") from None
+        raise DataError(f"corrupt image ({err}): {path}") from None
 
 
 @contextlib.contextmanager
@@ -112,34 +114,55 @@ def image_size(path: str) -> tuple[int, int]:
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"unreadable image header ({err}): {path}") from None
+        raise DataError(f"unreadable image header ({err}): {path}") from None
 
 
 def check_same_size(image: str, mask: str) -> None:
     """Raise ValueError when a mask's size (from its header) differs from its frame's, or a header is unreadable."""
     (w, h), (mw, mh) = image_size(image), image_size(mask)
     if (w, h) != (mw, mh):
-        raise ValueError(f"mask {mask} is {mw}x{mh} but its frame {image} is {w}x{h}")
+        raise DataError(f"mask {mask} is {mw}x{mh} but its frame {image} is {w}x{h}")
 
 
 def read_mask(path: str) -> np.ndarray:
-    """A mask as (H,W) uint8: palette indices for palette PNGs, grey values otherwise."""
+    """A mask as (H,W) uint8: palette indices for palette PNGs, grey values otherwise.
+
+    An image whose colour is black everywhere but whose alpha channel varies (an alpha-only mask,
+    as image editors export them) is read by its alpha.
+    """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"mask not found: {path}")
+        raise MissingFileError(f"mask not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("P", "L", "1"):
-                mask = np.array(img.convert("L") if img.mode == "1" else img, dtype=np.uint8)
+            if img.mode in ("P", "L"):
+                mask = np.array(img, dtype=np.uint8)
+            elif img.mode in ("LA", "RGBA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                colour, alpha = np.array(rgba.convert("L"), dtype=np.uint8), np.array(rgba)[:, :, 3]
+                mask = alpha if not colour.any() and alpha.min() != alpha.max() else colour
+            elif img.mode.startswith("I"):  # 16-bit grey: keep the object non-zero
+                values = np.array(img)
+                mask = (values > 0).astype(np.uint8) * 255 if values.max() > 255 else values.astype(np.uint8)
             else:
                 mask = np.array(img.convert("L"), dtype=np.uint8)
     except (OSError, SyntaxError) as err:
-        raise ValueError(f"unreadable or corrupt mask: {path} ({err})") from None
+        raise DataError(f"unreadable or corrupt mask: {path} ({err})") from None
     return mask
 
 
+def mask_encoding(mask: np.ndarray) -> str:
+    """How a ground-truth mask stores its object: `empty`, `0/1`, `binary` (0 and one other value) or `soft`."""
+    values = np.unique(mask)
+    if values.size == 1 and values[0] == 0:
+        return "empty"
+    if values.size > 2 or (values.size == 2 and values[0] != 0):
+        return "soft"
+    return "0/1" if values[-1] == 1 else "binary"
+
+
 def read_binary_mask(path: str) -> np.ndarray:
-    """A mask as (H,W) bool: any nonzero index or grey value is foreground."""
+    """A mask as (H,W) bool: any nonzero index or grey value is foreground (the DAVIS toolkit's rule)."""
     return read_mask(path) > 0
 
 
@@ -199,12 +222,12 @@ def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bo
     if os.path.isdir(path):
         files = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise FileNotFoundError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            raise MissingFileError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
         frames = (read_image(p) for p in files)
     elif os.path.isfile(path):
         frames = _video_file_frames(path, accept_partial)
     else:
-        raise FileNotFoundError(f"video not found: {path} (give a video file or a folder of frames)")
+        raise MissingFileError(f"video not found: {path} (give a video file or a folder of frames)")
     for frame in frames:
         if max_side and max(frame.shape[:2]) > max_side:
             scale = max_side / max(frame.shape[:2])
@@ -216,7 +239,7 @@ def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bo
 def _video_file_frames(path: str, accept_partial: bool) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
-        raise ValueError(f"OpenCV cannot open video {path}")
+        raise DataError(f"OpenCV cannot open video {path}")
     declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     count, decoder_messages = 0, []
     try:
@@ -231,7 +254,7 @@ def _video_file_frames(path: str, accept_partial: bool) -> Iterator[np.ndarray]:
     finally:
         capture.release()
     if count == 0:
-        raise ValueError(f"no frames could be decoded from video {path}")
+        raise DataError(f"no frames could be decoded from video {path}")
     if count < declared and not accept_partial:
         said = f"; the decoder said: {decoder_messages[-1].strip()}" if decoder_messages else ""
         raise DamagedVideoError(f"video {path} is damaged: {count} frames decoded of the {declared} its container "

@@ -1,4 +1,8 @@
-"""Console + file logging for rank 0 (other ranks only warn), tqdm-friendly."""
+"""Console + file logging for rank 0 (other ranks only warn), tqdm-friendly.
+
+Every logger of the project is a child of `lsta`; library code logs to `logging.getLogger("lsta.<part>")`
+and reaches the console and the run's log file through the handlers set up here.
+"""
 from __future__ import annotations
 
 import logging
@@ -14,11 +18,14 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout)
 
 
+ROOT_LOGGER = "lsta"
+
+
 def setup_logger(name: str, path: str | None, is_main: bool = True) -> logging.Logger:
-    """A logger writing to the console (through tqdm) and, on rank 0, to `path`."""
+    """The project's loggers write to the console (through tqdm) and, on rank 0, to `path`; returns `lsta.<name>`."""
     # A full disk must not turn each later log line into a traceback on the console.
     logging.raiseExceptions = False
-    logger = logging.getLogger(name)
+    logger = logging.getLogger(ROOT_LOGGER)
     for handler in logger.handlers:
         handler.close()
     logger.handlers.clear()
@@ -33,4 +40,4 @@ def setup_logger(name: str, path: str | None, is_main: bool = True) -> logging.L
         file_handler = logging.FileHandler(path)
         file_handler.setFormatter(fmt)
         logger.addHandler(file_handler)
-    return logger
+    return logging.getLogger(name if name.startswith(ROOT_LOGGER + ".") else f"{ROOT_LOGGER}.{name}")

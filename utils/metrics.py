@@ -7,6 +7,7 @@ Per-frame measures as davis2017-evaluation's `metrics.py` computes them (`db_eva
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.image_io import read_binary_mask
+from utils.errors import DataError, MissingFileError
+from utils.image_io import mask_encoding, read_binary_mask, read_mask
 
 BOUNDARY_TOLERANCE = 0.008   # of the image diagonal
 DECAY_BINS = 4
@@ -67,7 +69,7 @@ def statistics(values: np.ndarray) -> tuple[float, float, float]:
     """(Mean, Recall = share > 0.5, Decay = mean of the first of 4 temporal bins − mean of the last)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
-        raise ValueError("no frames to score (a sequence needs at least 3 frames)")
+        raise DataError("no frames to score (a sequence needs at least 3 frames)")
     ids = (np.round(np.linspace(1, len(values), DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
     bins = [values[ids[i]:ids[i + 1] + 1] for i in range(DECAY_BINS)]
     return float(values.mean()), float((values > 0.5).mean()), float(bins[0].mean() - bins[-1].mean())
@@ -88,22 +90,27 @@ class SequenceScore:
                 "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
 
 
-def read_pair(gt_path: str, result_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ground truth, result) as binary masks; a missing result or a size mismatch is an error naming it."""
+def read_pair(gt_path: str, result_path: str, seen: Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, result) as binary masks (any nonzero pixel is foreground); a missing result or a
+    size mismatch is an error naming it. `seen` counts the ground truth's encodings (mask_encoding)."""
     if not os.path.isfile(result_path):
-        raise FileNotFoundError(f"result mask missing: {result_path} (ground truth {gt_path})")
-    gt, pred = read_binary_mask(gt_path), read_binary_mask(result_path)
+        raise MissingFileError(f"result mask missing: {result_path} (ground truth {gt_path})")
+    gt_values, pred = read_mask(gt_path), read_binary_mask(result_path)
+    if seen is not None:
+        seen[mask_encoding(gt_values)] += 1
+    gt = gt_values > 0
     if gt.shape != pred.shape:
-        raise ValueError(f"result mask {result_path} is {pred.shape[1]}x{pred.shape[0]} but the ground "
+        raise DataError(f"result mask {result_path} is {pred.shape[1]}x{pred.shape[0]} but the ground "
                          f"truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}")
     return gt, pred
 
 
-def score_pairs(name: str, pairs: list[tuple[str, str]], boundary: bool = True) -> SequenceScore:
+def score_pairs(name: str, pairs: list[tuple[str, str]], boundary: bool = True,
+                seen: Counter | None = None) -> SequenceScore:
     """J (and F) of each (ground truth, result) pair of one sequence."""
     j, f = [], []
     for gt_path, result_path in pairs:
-        gt, pred = read_pair(gt_path, result_path)
+        gt, pred = read_pair(gt_path, result_path, seen)
         j.append(region_iou(gt, pred))
         if boundary:
             f.append(boundary_f(gt, pred))
@@ -113,9 +120,9 @@ def score_pairs(name: str, pairs: list[tuple[str, str]], boundary: bool = True) 
 def score_sequence(name: str, gt_paths: list[str], result_dir: str) -> SequenceScore:
     """J and F of frames 1..n-2 of one DAVIS sequence (every frame annotated)."""
     if len(gt_paths) < 3:
-        raise ValueError(f"sequence {name!r} has {len(gt_paths)} frames; scoring needs at least 3")
+        raise DataError(f"sequence {name!r} has {len(gt_paths)} frames; scoring needs at least 3")
     if not os.path.isdir(result_dir):
-        raise FileNotFoundError(f"results for sequence {name!r} not found: {result_dir}")
+        raise MissingFileError(f"results for sequence {name!r} not found: {result_dir}")
     return score_pairs(name, [(p, os.path.join(result_dir, os.path.basename(p))) for p in gt_paths[1:-1]])
 
 

@@ -12,18 +12,13 @@ import datetime
 import json
 import os
 import shutil
-import socket
 from typing import Any
 
+from utils.errors import UserError
 from utils.files import write_json
+from utils.folder_lock import FolderLock
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; runs are then not guarded against each other
-    fcntl = None
-
-
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """The run folder is in use by another run, or holds a run with incompatible settings."""
 
 
@@ -34,37 +29,20 @@ class RunFolder:
         self.path, self.ckpt_dir, self.tensorboard_dir = path, ckpt_dir, tensorboard_dir
         self.record_path = os.path.join(path, "run.json")
         self.summary_path = os.path.join(path, "summary.json")
-        self.lock_path = os.path.join(path, "run.lock")
-        self._lock_file = None
+        self._lock = FolderLock(path, "run.lock", "run folder")
+        self.lock_path = self._lock.path
 
     # ---- one run at a time ----
     def lock(self) -> str | None:
         """Take the folder's lock, or raise naming the run that holds it; returns a dead holder taken over."""
-        os.makedirs(self.path, exist_ok=True)
-        handle = open(self.lock_path, "a+")
-        handle.seek(0)
-        previous = handle.read().strip()
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                raise RunFolderError(f"another training run ({previous or 'unknown process'}) is using "
-                                     f"{self.path}; wait for it to end, or train under another --exp_name") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
-        handle.flush()
-        self._lock_file = handle
-        return previous or None
+        try:
+            return self._lock.acquire("wait for it to end, or train under another --exp_name")
+        except UserError as err:
+            raise RunFolderError(str(err)) from None
 
     def unlock(self) -> None:
         """Release the lock; its holder line is cleared, so a line left there means a killed run."""
-        if self._lock_file is not None:
-            self._lock_file.seek(0)
-            self._lock_file.truncate()
-            self._lock_file.close()
-            self._lock_file = None
+        self._lock.release()
 
     # ---- compatible settings ----
     def read_record(self) -> dict[str, Any]:
@@ -116,7 +94,3 @@ class RunFolder:
             return True
         except OSError:
             return False
-
-
-def _now() -> str:
-    return datetime.datetime.now().isoformat(timespec="seconds")

@@ -8,9 +8,13 @@ the maximum of the mean of the sequences' curves.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 from PIL import Image
+
+from utils.errors import DataError
+from utils.image_io import mask_encoding, read_mask
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -20,12 +24,22 @@ F_BETA_SQUARED = 0.3
 S_ALPHA = 0.5
 
 
-def read_saliency_gt(path: str) -> np.ndarray:
-    """Ground truth as 0/255 uint8: a palette PNG's nonzero indices, else grey values (pysodmetrics takes > 128)."""
+def read_saliency_gt(path: str, seen: Counter | None = None) -> np.ndarray:
+    """Ground truth as the DAVSOD toolbox reads it, 0..255 grey (pysodmetrics then takes > 128).
+
+    A palette PNG's nonzero indices and a 0/1 grey mask become 255 (a 0/1 mask would otherwise be
+    all background); other grey values are kept, so a soft map is thresholded at 128. `seen`
+    counts the encodings met (mask_encoding), for one warning per benchmark.
+    """
+    mask = read_mask(path)
     with Image.open(path) as img:
-        if img.mode == "P":
-            return (np.array(img) > 0).astype(np.uint8) * 255
-        return np.array(img.convert("L"), dtype=np.uint8)
+        palette = img.mode == "P"
+    kind = "binary" if palette and mask.any() else mask_encoding(mask)
+    if seen is not None:
+        seen[kind] += 1
+    if palette or kind == "0/1":
+        return (mask > 0).astype(np.uint8) * 255
+    return mask
 
 
 def read_probability(path: str) -> np.ndarray:
@@ -41,7 +55,7 @@ def sequence_saliency(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, o
         s, f, mae = Smeasure(alpha=S_ALPHA), Fmeasure(beta=F_BETA_SQUARED), MAE()
         for pred, gt in pairs:
             if pred.shape != gt.shape:
-                raise ValueError(f"probability map {pred.shape} and ground truth {gt.shape} differ in size")
+                raise DataError(f"probability map {pred.shape} and ground truth {gt.shape} differ in size")
             s.step(pred, gt)
             f.step(pred, gt)
             mae.step(pred, gt)

@@ -1,0 +1,262 @@
+"""Evaluation runs: benchmarks or one video, into results folders each owned by one evaluation.
+
+`evaluate()` is what `eval.py` runs: the model the checkpoint records, every sequence segmented
+by `VideoSegmenter`, masks written by `ResultWriter` into a `ResultsFolder` (lock, record, list of
+written files, --overwrite / --resume), then scored and tabulated.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from config import MIN_FRAME_SIDE, Config
+from dataloaders.eval_datasets import EvalSequence
+from evaluation.results_folder import ResultsFolder, inside
+from inference.benchmarks import (BENCHMARKS, FOLDER, PROBABILITIES, Benchmark, BenchmarkResult, check_scorable,
+                                  format_summary, mask_folder, scorable, score)
+from inference.results import ResultWriter
+from inference.segmenter import VideoSegmenter
+from networks.weights import load_lsta
+from utils.checkpoint import CheckpointError, read_checkpoint
+from utils.checkpointer import checkpoints_newest_first
+from utils.cli import save_run_config
+from utils.errors import MissingFileError, SettingError, UserError
+from utils.files import file_digest
+from utils.image_io import DamagedVideoError, read_binary_mask, read_image, video_fps
+from utils.metrics import write_csv
+from utils.precision import set_float32_precision
+from utils.timing import SectionTimer
+
+SETTINGS_RECORD = "config.json"  # the resolved settings, written when the evaluation has finished
+log = logging.getLogger("lsta.eval")
+
+
+@dataclass
+class Job:
+    """One benchmark (or `--video`) to run: its sequences and results folder."""
+    bench: Benchmark | None
+    sequences: list[EvalSequence]
+    folder: ResultsFolder
+
+
+def resolve_checkpoint(cfg: Config, ckpt_path: str | None) -> tuple[str, str]:
+    """(weights file, its tag for the results folder): --ckpt_path, else TEST_CKPT_PATH, else the
+    newest checkpoint of EXP_NAME. The tag is step_<N> for this project's checkpoints, else the file's name."""
+    path = ckpt_path or cfg.TEST_CKPT_PATH
+    if not path:
+        found = checkpoints_newest_first(cfg.DIR_CKPT)
+        if not found:
+            raise CheckpointError(f"no checkpoint to evaluate: {cfg.DIR_CKPT} (EXP_NAME {cfg.EXP_NAME}) holds no "
+                                  f"save_step_*.pth; train first, or pass --ckpt_path FILE (e.g. best_LSTA.pth, "
+                                  f"the authors' weights)")
+        path = found[0][1]
+    try:
+        ckpt = read_checkpoint(path, "LSTA weights", mmap=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; the authors' released weights, best_LSTA.pth, go in the project root "
+                              f"(eval.sh's default), or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
+    step = ckpt.get("step") if isinstance(ckpt, dict) else None
+    tag = f"step_{step}" if isinstance(step, int) else os.path.splitext(os.path.basename(path))[0]
+    return path, tag
+
+
+def benchmarks_to_run(name: str, cfg: Config, root: str | None) -> list[tuple[Benchmark, str]]:
+    """(benchmark, data root) pairs for --dataset NAME, `all` (those whose data is present) or `folder`."""
+    if name == "folder":
+        if not root:
+            raise SettingError("--dataset folder needs --root DIR, the folder that holds the videos")
+        return [(FOLDER, root)]
+    if name == "all":
+        chosen = [(b, getattr(cfg, b.root_key)) for b in BENCHMARKS.values()]
+        for bench, path in chosen:
+            if not os.path.isdir(path):
+                log.info(f"skipping {bench.name}: {bench.root_key} {path} not found")
+        chosen = [(b, p) for b, p in chosen if os.path.isdir(p)]
+        if not chosen:
+            raise MissingFileError("no benchmark data found (see data/README.md for where each goes)")
+        return chosen
+    if name not in BENCHMARKS:
+        raise SettingError(f"--dataset {name!r}: choose from {', '.join(list(BENCHMARKS) + ['all', 'folder'])}")
+    bench = BENCHMARKS[name]
+    return [(bench, root or getattr(cfg, bench.root_key))]
+
+
+def results_name(bench: Benchmark, cfg: Config) -> str:
+    """The results folder's name: the benchmark, with the split for DAVIS (davis2016-val)."""
+    return f"{bench.name}-{cfg.TEST_DATASET_SPLIT}" if bench.name.startswith("davis") else bench.name
+
+
+def run_benchmark(cfg: Config, segmenter: VideoSegmenter, job: Job, probabilities: bool, overlays: bool,
+                  timer: SectionTimer) -> None:
+    """Segment every sequence not done yet and write its masks (and probability maps, overlays)."""
+    bench, out_dir = job.bench, job.folder.path
+    todo = [s for s in job.sequences if s.name not in job.folder.done]
+    if len(todo) < len(job.sequences):
+        log.info(f"{bench.name}: resuming, {len(job.sequences) - len(todo)} sequences already done and verified")
+    bar = tqdm(todo, desc=bench.name, dynamic_ncols=True)
+    for seq in bar:
+        folders = [mask_folder(bench, out_dir, seq.name), os.path.join(out_dir, PROBABILITIES, seq.name),
+                   os.path.join(out_dir, "overlays", seq.name)]
+        for folder in folders:  # names were checked when read; this guards every write
+            if not inside(folder, out_dir):
+                raise UserError(f"refusing to write {folder}: it lies outside the results folder {out_dir}")
+        writer = ResultWriter(folders[0], folders[1] if probabilities else None, folders[2] if overlays else None)
+        names = seq.frame_names if seq.images else None
+        try:
+            for frame in segmenter.segment(seq.video or seq.images, name=f"{bench.name} sequence {seq.name!r}"):
+                name = names[frame.index] if names else f"{frame.index:05d}"
+                mask = None
+                if frame.index == 0 and cfg.TEST_COPY_FIRST_FRAME_GT and name in seq.annotations:
+                    mask = read_binary_mask(seq.annotations[name]).astype(np.uint8)  # the authors' copy, by request
+                writer.write(name, frame, mask)
+                timer.frames += 1
+        finally:
+            writer.close()
+        job.folder.add_files(writer.written, done=seq.name)
+        bar.set_postfix(frames=timer.frames)
+
+
+def run_video(segmenter: VideoSegmenter, video: str, folder: ResultsFolder, max_side: int | None,
+              accept_partial: bool, timer: SectionTimer) -> None:
+    """Masks, overlays and an overlay .mp4 for a video file or a folder of frames."""
+    out_dir = folder.path
+    writer = ResultWriter(os.path.join(out_dir, "masks"), overlays=os.path.join(out_dir, "overlays"),
+                          video=os.path.join(out_dir, "overlay.mp4"), fps=video_fps(video))
+    bar = tqdm(desc=os.path.basename(video.rstrip("/")), unit="frame", dynamic_ncols=True)
+    try:
+        for frame in segmenter.segment(video, max_side, accept_partial):
+            writer.write(f"{frame.index:05d}", frame)
+            timer.frames += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+        folder.add_files(writer.written)
+        log.info(f"wrote {timer.frames} masks to {out_dir}/masks, overlays to {out_dir}/overlays and "
+                 f"{out_dir}/overlay.mp4")
+
+
+def report_speed(timer: SectionTimer, device: torch.device, precision: str, views: int) -> None:
+    """Frames/s of the model alone, split into encoder and head, with the conditions measured under."""
+    n = max(timer.frames, 1)
+    enc, head, post = (timer.seconds.get(k, 0.0) for k in ("encoder", "head", "post"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    log.info(f"speed over {timer.frames} frames ({precision}, {views} view{'s' if views > 1 else ''} per frame, "
+             f"{device} [{name}]): encoder {1000 * enc / n:.1f} ms/frame, head {1000 * head / n:.1f} ms/frame, "
+             f"inference {n / max(enc + head, 1e-9):.2f} FPS; resize+argmax to original size "
+             f"{1000 * post / n:.1f} ms/frame (not in FPS)")
+
+
+def _mode(args: argparse.Namespace) -> str:
+    if args.overwrite and args.resume:
+        raise SettingError("--overwrite and --resume exclude each other: redo the evaluation, or finish it")
+    return "overwrite" if args.overwrite else "resume" if args.resume else "new"
+
+
+def score_only(cfg: Config, args: argparse.Namespace) -> None:
+    """Score existing results of one benchmark (--score_only RESULTS_DIR)."""
+    chosen = benchmarks_to_run(args.dataset or cfg.TEST_DATASET, cfg, args.root)
+    if len(chosen) != 1:
+        raise SettingError("--score_only scores one benchmark: name it with --dataset")
+    bench, root = chosen[0]
+    bench = scorable(bench, sequences := bench.read(cfg, root))
+    if bench.metrics == "none" and not args.saliency:
+        raise SettingError(f"--score_only: {bench.name} has nothing to score here ({bench.label}); its masks are "
+                           f"meant for upload or for looking at")
+    if not os.path.isdir(args.score_only):
+        raise MissingFileError(f"--score_only: results folder {args.score_only} not found")
+    result = score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)
+    print(result.table)
+    print(format_summary([result]))
+
+
+def evaluate(cfg: Config, args: argparse.Namespace) -> None:
+    """Run eval.py's command: benchmarks (--dataset) or one video (--video), then score and tabulate."""
+    if args.max_side is not None and args.max_side < MIN_FRAME_SIDE:
+        raise SettingError(f"--max_side {args.max_side} is below {MIN_FRAME_SIDE}, the smallest frame side the "
+                           f"network accepts")
+    if args.score_only:
+        return score_only(cfg, args)
+    mode = _mode(args)
+    chosen = [] if args.video else benchmarks_to_run(args.dataset or cfg.TEST_DATASET, cfg, args.root)
+    data = []
+    for bench, root in chosen:  # everything read and checked before any model work
+        sequences = bench.read(cfg, root)
+        bench = scorable(bench, sequences)
+        check_scorable(bench, sequences)
+        data.append((bench, sequences, root))
+    device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
+    precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
+    ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
+    if args.video:
+        places = [(args.out or os.path.join(cfg.DIR_EVALUATION, os.path.basename(args.video.rstrip("/")), tag),
+                   [args.video])]
+    elif len(data) == 1:
+        places = [(args.out or os.path.join(cfg.DIR_EVALUATION, results_name(data[0][0], cfg), tag), [data[0][2]])]
+    else:
+        places = [(os.path.join(args.out or cfg.DIR_EVALUATION, results_name(b, cfg), tag), [root])
+                  for b, _, root in data]
+    folders = [ResultsFolder(path, sources) for path, sources in places]
+    for folder in folders:  # refuse a wrong --out before the (slow) model load
+        folder.check_place()
+    log.info(f"evaluating {ckpt_path} ({tag}); results in {', '.join(f.path for f in folders)}")
+    model, _ = load_lsta(ckpt_path, cfg)
+    timer = SectionTimer(device)
+    segmenter = VideoSegmenter.from_config(model, cfg, device, timer.measure)
+    record = {"checkpoint": ckpt_path, "checkpoint_sha256": file_digest(ckpt_path), "settings": cfg.to_dict(),
+              "model": model.args.to_record()}
+    if args.video:
+        folder = folders[0]
+        folder.open(mode if mode != "resume" else "overwrite", {**record, "benchmark": "video", "video": args.video})
+        try:
+            segmenter.warm_up(np.zeros((64, 64, 3), np.uint8))
+            try:
+                run_video(segmenter, args.video, folder, args.max_side, args.accept_partial_video, timer)
+            except DamagedVideoError as err:
+                raise DamagedVideoError(f"{err}; to keep them, rerun with --accept_partial_video --resume") from None
+            _finish(cfg, folder, ckpt_path, "video", [])
+        finally:
+            folder.close()
+        log.info(f"overlay video: {os.path.join(folder.path, 'overlay.mp4')}")
+        report_speed(timer, device, precision, len(segmenter.views))
+        return
+    results: list[BenchmarkResult] = []
+    for (bench, sequences, _), folder in zip(data, folders):
+        masks_of = {s.name: [os.path.join(mask_folder(bench, folder.path, s.name), n + ".png") for n in s.frame_names]
+                    for s in sequences if s.images}
+        folder.open(mode, {**record, "benchmark": bench.name}, masks_of)
+        try:
+            if timer.frames == 0 and sequences[0].images:
+                segmenter.warm_up(read_image(sequences[0].images[0]))
+            saliency = args.saliency or bench.metrics == "saliency"
+            run_benchmark(cfg, segmenter, Job(bench, sequences, folder), saliency or args.save_probs, args.overlays,
+                          timer)
+            result = score(bench, sequences, folder.path, cfg.TEST_DATASET_SPLIT, args.saliency)
+            _finish(cfg, folder, ckpt_path, bench.name, result.files)
+        finally:
+            folder.close()
+        results.append(result)
+        print(result.table)
+        log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}")
+    report_speed(timer, device, precision, len(segmenter.views))
+    print(format_summary(results))
+    if len(results) > 1:
+        summary = os.path.join(args.out or cfg.DIR_EVALUATION, f"summary-{tag}.csv")
+        write_csv(summary, ["benchmark", "measure", "figure", "value"],
+                  [{"benchmark": r.name, "measure": r.label, "figure": k, "value": v}
+                   for r in results for k, v in r.headline.items()])
+        log.info(f"summary: {summary}")
+
+
+def _finish(cfg: Config, folder: ResultsFolder, ckpt_path: str, benchmark: str, files: list[str]) -> None:
+    """Record the tables and the settings file as written, then mark the evaluation complete."""
+    settings = os.path.join(folder.path, SETTINGS_RECORD)
+    save_run_config(cfg, settings, checkpoint=ckpt_path, benchmark=benchmark)
+    folder.add_files([os.path.join(folder.path, f) for f in files] + [settings])
+    folder.complete()
