@@ -1,0 +1,161 @@
+"""Hooks of the training loop: progress bar, log lines and summary, TensorBoard, stop requests, checkpoints."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tqdm import tqdm
+
+from training.run_record import Checkpointer, RunFolder
+from training.trainer import HookBase, LoopState, RunSummary, StepResult, Trainer
+from utils.distributed import any_true
+from utils.stop_signals import StopRequest
+from utils.timing import peak_memory_mb
+
+
+class ProgressHook(HookBase):
+    """A tqdm bar on rank 0 with the step's mean loss."""
+
+    def before_train(self, trainer: Trainer, state: LoopState) -> None:
+        self.bar = tqdm(total=trainer.settings.total_steps + 1, initial=state.step + 1,
+                        disable=not trainer.world.is_main, dynamic_ncols=True)
+
+    def after_step(self, trainer: Trainer, state: LoopState) -> None:
+        if state.result is not None:
+            self.bar.set_postfix(loss=f"{sum(state.result.losses) / len(state.result.losses):.4f}")
+        self.bar.update(1)
+
+    def after_train(self, trainer: Trainer, state: LoopState) -> None:
+        self.bar.close()
+
+
+class _Window:
+    """Running sums between two log lines."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.ious: list[float] = []
+        self.count, self.step_time, self.data_time, self.skipped_bad, self.clip = 0, 0.0, 0.0, 0, 0.0
+
+    def add(self, result: StepResult, state: LoopState, clip_norm: float) -> None:
+        self.losses = [a + b for a, b in zip(self.losses or [0.0] * len(result.losses), result.losses)]
+        self.ious = [a + b for a, b in zip(self.ious or [0.0] * len(result.ious), result.ious)]
+        self.count += 1
+        self.step_time += state.step_time
+        self.data_time += state.data_time
+        self.skipped_bad += state.skipped_bad
+        self.clip += result.clip_coefficient(clip_norm)
+
+
+class MetricsHook(HookBase):
+    """Every `every` steps and at the last: one log line, the summary's figures and history, summary.json."""
+
+    def __init__(self, every: int, summary: RunSummary, folder: RunFolder, log: logging.Logger) -> None:
+        self.every, self.summary, self.folder, self.log = every, summary, folder, log
+        self.window = _Window()
+
+    def before_train(self, trainer: Trainer, state: LoopState) -> None:
+        self.summary.status = "running"
+
+    def after_step(self, trainer: Trainer, state: LoopState) -> None:
+        summary = self.summary
+        summary.last_step, summary.nonfinite_steps = state.step, state.nonfinite_steps
+        if state.result is not None:
+            summary.skipped_bad_samples += state.skipped_bad
+            self.window.add(state.result, state, trainer.settings.clip_norm)
+        if (state.step % self.every == 0 or state.step == trainer.settings.total_steps) and self.window.count:
+            self._log(trainer, state.step)
+
+    def _log(self, trainer: Trainer, step: int) -> None:
+        w = self.window
+        losses, ious = [v / w.count for v in w.losses], [v / w.count for v in w.ious]
+        step_time = w.step_time / w.count
+        figures: dict[str, Any] = {
+            "step": step, "lr": trainer.schedule.learning_rate(step), "losses": losses, "ious": ious,
+            "clip_coefficient": w.clip / w.count, "seconds_per_step": step_time,
+            "samples_per_second": trainer.settings.global_batch / step_time,
+            "data_wait_fraction": w.data_time / w.step_time, "peak_memory_mb": peak_memory_mb(trainer.device)}
+        message = (f"step {step} lr {figures['lr']:.2e} loss [{' '.join(f'{v:.4f}' for v in losses)}] "
+                   f"iou [{' '.join(f'{v:.3f}' for v in ious)}] clip {figures['clip_coefficient']:.3f} "
+                   f"{step_time:.3f} s/step {figures['samples_per_second']:.2f} samples/s "
+                   f"data-wait {figures['data_wait_fraction']:.1%} peak-mem {figures['peak_memory_mb']:.0f} MiB")
+        if w.skipped_bad:
+            message += f" skipped-bad-samples {w.skipped_bad}"
+        self.log.info(message)
+        self.summary.figures = figures
+        self.summary.history.append({"step": step, "loss": sum(losses) / len(losses), "iou": sum(ious) / len(ious)})
+        if trainer.world.is_main:
+            self.folder.write_summary(self.summary.to_json())
+        self.window = _Window()
+
+
+class TensorBoardHook(HookBase):
+    """Scalars every `every` steps (rank 0): loss and IoU per frame, lr, clip coefficient, speed."""
+
+    def __init__(self, folder: str, every: int) -> None:
+        self.folder, self.every, self.writer = folder, every, None
+
+    def before_train(self, trainer: Trainer, state: LoopState) -> None:
+        if trainer.world.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(self.folder)
+
+    def after_step(self, trainer: Trainer, state: LoopState) -> None:
+        result, step = state.result, state.step
+        if self.writer is None or result is None or step % self.every:
+            return
+        for i, (loss, iou) in enumerate(zip(result.losses, result.ious)):
+            self.writer.add_scalar(f"loss/frame{i}", loss, step)
+            self.writer.add_scalar(f"iou/frame{i}", iou, step)
+        self.writer.add_scalar("lr", trainer.schedule.learning_rate(step), step)
+        self.writer.add_scalar("clip_coefficient", result.clip_coefficient(trainer.settings.clip_norm), step)
+        self.writer.add_scalar("seconds_per_step", state.step_time, step)
+        self.writer.add_scalar("samples_per_second", trainer.settings.global_batch / state.step_time, step)
+
+    def after_train(self, trainer: Trainer, state: LoopState) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class StopHook(HookBase):
+    """Ends the loop after a step when a stop signal arrived (on any rank) or --stop_step is reached."""
+
+    def __init__(self, stop: StopRequest, stop_step: int | None) -> None:
+        self.stop, self.stop_step = stop, stop_step
+
+    def after_step(self, trainer: Trainer, state: LoopState) -> None:
+        if any_true(self.stop.requested, trainer.world):
+            state.stop_reason = f"signal {self.stop.signal_name}"
+        elif self.stop_step is not None and state.step >= self.stop_step:
+            state.stop_reason = f"--stop_step {self.stop_step}"
+
+
+class CheckpointHook(HookBase):
+    """Saves every `every` steps, at the last step and when the loop is stopping (after StopHook)."""
+
+    def __init__(self, checkpointer: Checkpointer, every: int, config: dict[str, Any], summary: RunSummary,
+                 log: logging.Logger) -> None:
+        self.checkpointer, self.every, self.config, self.summary, self.log = checkpointer, every, config, summary, log
+
+    def after_step(self, trainer: Trainer, state: LoopState) -> None:
+        step = state.step
+        if step % self.every and step != trainer.settings.total_steps and state.stop_reason is None:
+            return
+        payload = trainer.state_dict(step, self.config)  # collective: every rank takes part
+        if payload is not None:
+            path = self.checkpointer.save(step, payload)
+            self.log.info(f"saved {path}")
+            self.summary.last_checkpoint = path
+
+
+def default_hooks(trainer: Trainer, summary: RunSummary, folder: RunFolder, checkpointer: Checkpointer,
+                  stop: StopRequest, options: dict[str, Any]) -> list[HookBase]:
+    """The hooks of a training run, in the order they run after each step."""
+    hooks: list[HookBase] = [ProgressHook(), MetricsHook(options["log_every"], summary, folder, trainer.log)]
+    if options["tensorboard"]:
+        hooks.append(TensorBoardHook(options["tensorboard_dir"], options["tensorboard_every"]))
+    hooks += [StopHook(stop, options["stop_step"]),
+              CheckpointHook(checkpointer, options["save_every"], options["config"], summary, trainer.log)]
+    return hooks
+
+
