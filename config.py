@@ -10,11 +10,14 @@ Constructing a Config has no side effects: it needs no CUDA and creates no folde
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import json
 import math
 import os
+import subprocess
+import sys
 from typing import Any, Callable
 
 import torch
@@ -453,3 +456,49 @@ def _suggest(name: str, keys: list[str]) -> str:
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+# ---- the command line every entry point shares ----
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """Add --exp_name, --preset, --opts and --print_config."""
+    parser.add_argument("--exp_name", default=None, help="run name (log/<exp_name>/)")
+    parser.add_argument("--preset", default=None, help="named settings from config.PRESETS, e.g. toy, stage1")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="override config keys: --opts TRAIN_LR 0.01 DATASETS \"['davis2017']\"")
+    parser.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The validated Config for parsed arguments; ConfigError (one line per violation) when broken."""
+    cfg = Config()
+    try:
+        if args.preset:
+            cfg.apply_preset(args.preset)
+        if args.exp_name:
+            cfg.set("EXP_NAME", args.exp_name)
+        cfg.apply_opts(args.opts)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(str(err.args[0] if err.args else err)) from None
+    return cfg.validate()
+
+
+def config_error_lines(err: ConfigError) -> str:
+    """What an entry point prints for a ConfigError: one `config error:` line per violation."""
+    return "\n".join(f"config error: {line}" for line in str(err).splitlines())
+
+
+def settings_record(cfg: Config, **extra: Any) -> dict[str, Any]:
+    """The resolved config with the command line, git commit, torch version, device and `extra` (config.json)."""
+    return {**extra, "config": cfg.to_dict(), "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+            "git_commit": _git_commit(), "torch": torch.__version__, "device": cfg.DEVICE,
+            "device_name": torch.cuda.get_device_name(0) if cfg.DEVICE.startswith("cuda") else "cpu"}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

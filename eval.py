@@ -21,8 +21,8 @@ import sys
 
 import torch
 
+from config import ConfigError, add_config_args, config_error_lines, load_config
 from evaluation.evaluate import evaluate
-from utils.cli import add_config_args, load_config
 from utils.errors import UserError, out_of_memory_message, user_message
 from utils.logger import setup_logger
 
@@ -53,7 +53,13 @@ def main() -> None:
     parser.add_argument("--accept_partial_video", action="store_true",
                         help="--video: keep the frames a damaged video file decodes instead of stopping")
     args = parser.parse_args()
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except ConfigError as err:
+        sys.exit(config_error_lines(err))
+    if args.print_config:
+        print(cfg)
+        return
     setup_logger("eval", None)
     try:
         evaluate(cfg, args)

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Evaluate: masks, scores and a summary table (docs/evaluation.md).
 #   bash eval.sh [BENCHMARK|all] [CKPT] [eval.py args ...]
-#     BENCHMARK   davis2016 (default: TEST_DATASET), davis2017, fbms, yto, longvideos, segtrackv2,
-#                 visal, davsod, youtubevos; `all` runs every one whose data is present
+#     BENCHMARK   one of config.TEST_SETS (davis2016, the default TEST_DATASET, davis2017, fbms, ...),
+#                 `all` (every one whose data is present) or `folder`
 #     CKPT        weights (default ./best_LSTA.pth, the authors')
 # Data roots: DIR_DAVIS, DIR_FBMS, DIR_YTO, ... (default data/<name>); e.g. --opts DIR_FBMS /data/FBMS.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 DATASET=()
-if [[ "${1:-}" =~ ^(all|davis2016|davis2017|fbms|yto|longvideos|segtrackv2|visal|davsod|youtubevos|folder)$ ]]; then
+NAMES=$("$PY" -c 'from config import TEST_SETS; print("|".join(TEST_SETS))')
+if [[ "${1:-}" =~ ^(all|folder|${NAMES})$ ]]; then
   DATASET=(--dataset "$1"); shift
 fi
 CKPT=./best_LSTA.pth

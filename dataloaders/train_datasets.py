@@ -7,7 +7,6 @@ on any rank, after any resume.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import warnings
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from config import Config
+from dataloaders.layouts import davis_frames, davis_split_names, require_dir
 from dataloaders.transforms import augment
 from utils.errors import DataError, MissingFileError
 from utils.image_io import read_image, read_mask, use_one_opencv_thread
@@ -139,30 +139,19 @@ class VideoTrainDataset(Dataset):
         }
 
 
-def _require_dir(path: str, what: str, hint: str) -> None:
-    if not os.path.isdir(path):
-        raise MissingFileError(f"{what} not found: {path} ({hint})")
-
-
 def davis2017_videos(root: str, split: str = "train", full_resolution: bool = True) -> list[Video]:
     """DAVIS-2017 videos of `ImageSets/2017/<split>.txt`, every frame annotated."""
-    _require_dir(root, "DAVIS-2017 root (DIR_DAVIS)",
-                 "expected JPEGImages/480p, Annotations/480p, ImageSets/2017; see data/README.md")
-    split_file = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
-    if not os.path.isfile(split_file):
-        raise MissingFileError(f"DAVIS-2017 split file not found: {split_file} (one sequence name per line)")
+    names = davis_split_names(root, "2017", split)
     res = "480p"
     if full_resolution and all(os.path.isdir(os.path.join(root, d, "Full-Resolution"))
                                for d in ("JPEGImages", "Annotations")):
         res = "Full-Resolution"
     videos = []
-    with open(split_file) as f:
-        names = f.read().split()
     for seq in names:
-        images = sorted(glob.glob(os.path.join(root, "JPEGImages", res, seq, "*.jpg")))
+        images = davis_frames(root, res, seq)
         if not images:
-            raise MissingFileError(f"DAVIS sequence {seq!r} listed in {split_file} has no frames in "
-                                    f"{os.path.join(root, 'JPEGImages', res, seq)}")
+            raise MissingFileError(f"DAVIS sequence {seq!r} listed in ImageSets/2017/{split}.txt has no frames in "
+                                   f"{os.path.join(root, 'JPEGImages', res, seq)}")
         masks = [os.path.join(root, "Annotations", res, seq, os.path.basename(p)[:-4] + ".png") for p in images]
         videos.append(Video(seq, images, masks))
     return videos
@@ -197,7 +186,7 @@ def _read_meta(path: str) -> dict[str, dict[str, list[str]]]:
 
 def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
     """YouTube-VOS-2019 train videos from meta.json; only annotated frames (every 5th) are kept."""
-    _require_dir(root, "YouTube-VOS train root (DIR_YTB)",
+    require_dir(root, "YouTube-VOS train root (DIR_YTB)",
                  "expected JPEGImages/, Annotations/, meta.json; see data/README.md")
     meta_path = os.path.join(root, "meta.json")
     if os.path.isfile(meta_path):
@@ -209,7 +198,7 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
     else:
         warnings.warn(f"{meta_path} not found: deriving the YouTube-VOS video list from "
                       f"{os.path.join(root, 'Annotations')} (DATA_SINGLE ignored)")
-        _require_dir(os.path.join(root, "Annotations"), "YouTube-VOS Annotations folder", "and no meta.json")
+        require_dir(os.path.join(root, "Annotations"), "YouTube-VOS Annotations folder", "and no meta.json")
         annotations = os.path.join(root, "Annotations")
         frame_lists = {vid: sorted(p[:-4] for p in os.listdir(os.path.join(annotations, vid)) if p.endswith(".png"))
                        for vid in sorted(os.listdir(annotations))

@@ -12,9 +12,10 @@ import torch
 
 from config import MIN_FRAME_SIDE
 from utils.errors import DataError
+from utils.image_io import IMAGENET_MEAN, IMAGENET_STD
 
-MEAN = np.array([0.485, 0.456, 0.406])  # float64, as the authors' tuples
-STD = np.array([0.229, 0.224, 0.225])
+MEAN = np.array(IMAGENET_MEAN)  # float64, as the authors' tuples
+STD = np.array(IMAGENET_STD)
 CROP_MIN_OBJECT_PIXELS = 100
 CROP_MAX_OBJECTS = 5
 

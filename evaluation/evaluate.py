@@ -15,21 +15,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from config import MIN_FRAME_SIDE, Config
-from dataloaders.eval_datasets import EvalSequence
+from config import MIN_FRAME_SIDE, Config, settings_record
+from evaluation.benchmarks import (
+    BENCHMARKS,
+    FOLDER,
+    PROBABILITIES,
+    Benchmark,
+    BenchmarkResult,
+    check_scorable,
+    format_summary,
+    mask_folder,
+    scorable,
+    score,
+)
+from evaluation.datasets import EvalSequence
+from evaluation.metrics import write_csv
 from evaluation.results_folder import ResultsFolder, inside
-from inference.benchmarks import (BENCHMARKS, FOLDER, PROBABILITIES, Benchmark, BenchmarkResult, check_scorable,
-                                  format_summary, mask_folder, scorable, score)
 from inference.results import ResultWriter
 from inference.segmenter import VideoSegmenter
 from networks.weights import load_lsta
-from utils.checkpoint import CheckpointError, read_checkpoint
-from utils.checkpointer import checkpoints_newest_first
-from utils.cli import save_run_config
+from utils.checkpoint import CheckpointError, checkpoints_newest_first, read_checkpoint
 from utils.errors import MissingFileError, SettingError, UserError
-from utils.files import file_digest
+from utils.files import file_digest, write_json
 from utils.image_io import DamagedVideoError, read_binary_mask, read_image, video_fps
-from utils.metrics import write_csv
 from utils.precision import set_float32_precision
 from utils.timing import SectionTimer
 
@@ -257,6 +265,6 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
 def _finish(cfg: Config, folder: ResultsFolder, ckpt_path: str, benchmark: str, files: list[str]) -> None:
     """Record the tables and the settings file as written, then mark the evaluation complete."""
     settings = os.path.join(folder.path, SETTINGS_RECORD)
-    save_run_config(cfg, settings, checkpoint=ckpt_path, benchmark=benchmark)
+    write_json(settings, settings_record(cfg, checkpoint=ckpt_path, benchmark=benchmark))
     folder.add_files([os.path.join(folder.path, f) for f in files] + [settings])
     folder.complete()

@@ -6,9 +6,6 @@ grow with the video's length.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Callable, ContextManager, Iterable, Iterator
-
 import torch
 
 from networks.lsta import LSTA, FrameCache
@@ -70,24 +67,3 @@ class WindowSchedule:
             return []
         self.window.pad()
         return [(i, self.window.logits(self.model, i)) for i in range(self.last + 1)]
-
-
-def predict_video(model: LSTA, batches: Iterable[torch.Tensor], window_size: int,
-                  measure: Callable[[str], ContextManager] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """(frame index, logits (1,2,h,w)) for every frame of preprocessed batches (B,3,H,W), in schedule order.
-
-    Encoding in batches changes nothing but speed. `measure(section)` wraps the encoder and head
-    computations (timing).
-    """
-    measure = measure or (lambda _: nullcontext())
-    schedule = WindowSchedule(model, window_size)
-    for batch in batches:
-        with measure("encoder"):
-            caches = model.cache_frames(model.encode(batch)).split()
-        for cache in caches:
-            with measure("head"):
-                done = schedule.push(cache)
-            yield from done
-    with measure("head"):
-        done = schedule.finish()
-    yield from done

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet50
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+from utils.image_io import IMAGENET_MEAN, IMAGENET_STD
 
 
 class ResBlock(nn.Module):
@@ -38,8 +37,8 @@ class _Encoder(nn.Module):
         net = resnet50(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.res2, self.res3, self.res4 = net.layer1, net.layer2, net.layer3
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def _trunk(self, stem: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c1 = self.relu(self.bn1(stem))

@@ -1,4 +1,4 @@
-"""LSTA weights files: the model a checkpoint records, built and loaded with an architecture check.
+"""Weights files of the networks: LSTA checkpoints (architecture checked), pretrained encoders, the STM teacher.
 
 This project's checkpoints record the architecture they were trained with (`model_args`; older
 ones only their whole config). A file without any record, such as the authors' `best_LSTA.pth`,
@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from networks.lsta import LSTA, ModelArgs
-from utils.checkpoint import CheckpointError, LoadReport, load_state, read_checkpoint, state_dict_of
+from utils.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    load_state,
+    read_checkpoint,
+    state_dict_of,
+)
 
 WHAT = "LSTA weights"
+# The DeepLab classifier of CFBI's file and BN counters have no counterpart in our encoder.
+_DEEPLAB_SKIP = ("decoder.last_conv.8.",)
 
 
 def recorded_args(ckpt: Any) -> ModelArgs | None:
@@ -40,6 +50,11 @@ def model_args_for(recorded: ModelArgs | None, cfg: Any, path: str) -> ModelArgs
     return recorded
 
 
+def model_args_of_file(path: str, cfg: Any) -> ModelArgs:
+    """The architecture to build for weights `path` (see model_args_for)."""
+    return model_args_for(recorded_args(read_checkpoint(path, WHAT)), cfg, path)
+
+
 def load_lsta(path: str, cfg: Any) -> tuple[LSTA, LoadReport]:
     """The LSTA `path` records (see model_args_for), with every entry of the file loaded."""
     ckpt = read_checkpoint(path, WHAT)
@@ -64,3 +79,47 @@ def load_into(model: LSTA, ckpt: Any, path: str) -> LoadReport:
 def load_lsta_weights(model: LSTA, path: str) -> LoadReport:
     """The LSTA weights file `path` into an existing `model` (see load_into)."""
     return load_into(model, read_checkpoint(path, WHAT), path)
+
+
+def load_pretrained(model: nn.Module, path: str) -> LoadReport:
+    """Initialise LSTA from PRETRAIN_MODEL: an LSTA checkpoint (whole model) or a pretrained encoder.
+
+    Encoder formats: CFBI's `resnet101-deeplabv3p.pth.tar` (backbone/aspp/decoder), torchvision's
+    `deeplabv3_resnet101` state_dict (backbone only) and torchvision's ImageNet `resnet101`. The
+    report covers the whole encoder, so a backbone-only file shows ASPP and decoder as missing.
+    """
+    what = "pretrained weights (PRETRAIN_MODEL)"
+    ckpt = read_checkpoint(path, what)
+    state = state_dict_of(ckpt, path, what)
+    names = list(state)
+    if any(n.startswith("feature_extractor.") for n in names):
+        recorded = recorded_args(ckpt)
+        if recorded is not None and isinstance(model, LSTA) and recorded != model.args:
+            raise CheckpointError(f"PRETRAIN_MODEL {path} is a {recorded.describe()} model; it cannot initialise a "
+                                  f"{model.args.describe()} model")
+        return load_state(model, state, "LSTA weights (PRETRAIN_MODEL)", path, min_fraction=0.9)
+    has = lambda prefix: any(n.startswith(prefix) for n in names)  # noqa: E731
+    if has("backbone.") and has("aspp."):
+        what = "DeepLabv3+ encoder (CFBI format)"
+        skipped = [n for n in names if n.startswith(_DEEPLAB_SKIP)]
+        mapped = {"feature_extractor." + n: v for n, v in state.items() if n not in skipped}
+        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped)
+    if has("backbone.") and (has("classifier.") or has("aux_classifier.")):
+        what = "torchvision deeplabv3 backbone"
+        skipped = [n for n in names if not n.startswith("backbone.")]
+        mapped = {"feature_extractor." + n: v for n, v in state.items() if n.startswith("backbone.")}
+        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
+    if "conv1.weight" in state and has("layer1."):
+        what = "torchvision ImageNet ResNet backbone"
+        skipped = [n for n in names if n.startswith("fc.")]
+        mapped = {"feature_extractor.backbone." + n: v for n, v in state.items() if not n.startswith("fc.")}
+        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
+    raise CheckpointError(f"{what} {path} is in no known format: expected an LSTA checkpoint, CFBI's "
+                          f"resnet101-deeplabv3p.pth.tar, torchvision deeplabv3_resnet101 or resnet101 weights")
+
+
+def load_stm_teacher(model: nn.Module, path: str) -> LoadReport:
+    """The official `STM_weights.pth` (`module.` prefixed) into networks.stm.STM."""
+    what = "STM teacher weights (MODEL_DISTILLATION_PRETRAINED_TEACHER)"
+    state = state_dict_of(read_checkpoint(path, what), path, what)
+    return load_state(model, state, what, path, min_fraction=0.99)

@@ -1,13 +1,11 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from tools.make_toy_data import make_toy_data  # noqa: E402
+from tools.make_toy_data import make_toy_data
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

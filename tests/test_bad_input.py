@@ -13,14 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from config import RULES, Config
+from config import RULES, Config, ConfigError, config_error_lines, load_config
 from dataloaders.data_check import DataError, check_training_data
 from dataloaders.train_datasets import build_train_dataset
 from tests.conftest import ROOT
 from tests.test_train import CPU, summary, tiny_cfg
-from train import train
-from utils.checkpointer import checkpoints_newest_first
-from utils.cli import load_config
+from training.launch import train
+from utils.checkpoint import checkpoints_newest_first
 
 TOY_EVAL = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 
@@ -73,9 +72,9 @@ def _config_cases():
 @pytest.mark.parametrize("key,value", _config_cases())
 def test_each_bad_setting_is_one_line_naming_the_key(key, value):
     args = argparse.Namespace(preset=None, exp_name=None, opts=[key, value], print_config=False)
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(ConfigError) as err:
         load_config(args)
-    message = exit_info.value.code
+    message = config_error_lines(err.value)
     assert isinstance(message, str) and "\n" not in message, message
     assert message.startswith("config error: ") and key in message
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from config import Config
-from dataloaders.eval_datasets import folder_sequences, video_folder_sequences
+from evaluation.datasets import folder_sequences, video_folder_sequences
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
@@ -86,7 +86,7 @@ def test_fbms_skips_empty_ground_truth_and_reads_its_split(toy_root):
     assert [s.name for s in sequences] == ["toyfbms01", "toyfbms02"]
     assert sequences[0].frame_names == [f"{t:05d}" for t in range(16)]
     assert sorted(sequences[0].annotations) == [f"{t:05d}" for t in range(0, 16, 3)]
-    from inference.benchmarks import BENCHMARKS, _pairs
+    from evaluation.benchmarks import BENCHMARKS, _pairs
     pairs = _pairs(BENCHMARKS["fbms"], sequences[0], "/results", drop_empty=True)
     assert [os.path.basename(p[0]) for p in pairs] == ["00000.png", "00003.png", "00006.png", "00009.png"]
 

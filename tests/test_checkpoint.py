@@ -1,5 +1,4 @@
 import argparse
-import os
 import subprocess
 import sys
 
@@ -13,10 +12,14 @@ from config import Config
 from networks.deeplab import DeepLab
 from networks.lsta import LSTA
 from networks.stm import STM
-from networks.weights import load_lsta_weights
+from networks.weights import load_lsta_weights, load_pretrained, load_stm_teacher
 from tests.conftest import ROOT
-from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_pretrained,
-                              load_stm_teacher, read_checkpoint, save_checkpoint)
+from utils.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +126,13 @@ def test_a_file_with_objects_is_refused_then_converted_once_on_trust(tmp_path):
     torch.save({"state_dict": weights, "args": argparse.Namespace(lr=0.1), "epoch": np.int64(7)}, source)
     with pytest.raises(UnsafeCheckpointError, match=r"best_LSTA.pth refused.*argparse.Namespace.*--trust"):
         read_checkpoint(str(source), "LSTA weights")
-    tool = [sys.executable, os.path.join(ROOT, "tools", "convert_checkpoint.py")]
-    refused = subprocess.run(tool + [str(source)], capture_output=True, text=True, timeout=120)
+    tool = [sys.executable, "-m", "tools.convert_checkpoint"]
+    refused = subprocess.run(tool + [str(source)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "--trust" in refused.stderr
-    done = subprocess.run(tool + ["--trust", str(source)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(tool + ["--trust", str(source)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     safe = read_checkpoint(str(tmp_path / "best_LSTA.safe.pth"), "LSTA weights")
     assert torch.equal(safe["state_dict"]["conv.weight"], weights["conv.weight"])
     assert safe["epoch"] == 7 and "args" not in safe
-    again = subprocess.run(tool + ["--trust", str(source)], capture_output=True, text=True, timeout=120)
+    again = subprocess.run(tool + ["--trust", str(source)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "exists" in again.stderr  # never overwritten

@@ -10,11 +10,18 @@ from PIL import Image
 
 from config import Config
 from dataloaders.data_check import DataError, check_training_data
-from dataloaders.eval_datasets import davis2016_sequences
 from dataloaders.loader import build_train_loader
-from dataloaders.train_datasets import (Video, VideoTrainDataset, build_train_dataset, davis2017_videos, reflect,
-                                        sample_frame_indices, youtubevos_videos)
+from dataloaders.train_datasets import (
+    Video,
+    VideoTrainDataset,
+    build_train_dataset,
+    davis2017_videos,
+    reflect,
+    sample_frame_indices,
+    youtubevos_videos,
+)
 from dataloaders.transforms import eval_preprocess, eval_size
+from evaluation.datasets import davis_sequences
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import shared_path
@@ -183,7 +190,7 @@ def test_mask_size_and_truncated_image(damaged):
     with pytest.raises(ValueError, match="truncated.*00001.jpg"):
         read_image(video.images[1])
     with pytest.raises(ValueError, match="00000.png is 50x40 but its frame .*00000.jpg is 216x120"):
-        davis2016_sequences(davis)
+        davis_sequences(davis, "2016")
     with pytest.raises(ValueError, match="00001.jpg"):
         list(VideoSegmenter(LSTA.from_config(small_cfg()), window=3).segment(video.images[:3]))
 
@@ -223,7 +230,7 @@ def test_eval_size_rule():
 
 
 def test_davis2016_val_on_toy(toy_root):
-    sequences = davis2016_sequences(os.path.join(toy_root, "DAVIS"))
+    sequences = davis_sequences(os.path.join(toy_root, "DAVIS"), "2016")
     assert [s.name for s in sequences] == ["toy-val-00", "toy-val-01"]
     image = read_image(sequences[0].images[0])
     assert eval_preprocess(image).shape == (3, 113, 209) and image.shape[:2] == (120, 216)
@@ -238,12 +245,12 @@ def test_davis2016_release_layout(toy_root, tmp_path):
     (root / "ImageSets" / "480p").mkdir()
     (root / "ImageSets" / "480p" / "val.txt").write_text(
         "".join(f"/JPEGImages/480p/toy-val-01/{t:05d}.jpg /Annotations/480p/toy-val-01/{t:05d}.png\n" for t in range(3)))
-    assert [s.name for s in davis2016_sequences(str(root))] == ["toy-val-01"]
+    assert [s.name for s in davis_sequences(str(root), "2016")] == ["toy-val-01"]
 
 
 def test_davis2016_val_on_real_sequences():
     root = shared_path("data", "davis16_sample")
-    sequences = davis2016_sequences(root)
+    sequences = davis_sequences(root, "2016")
     assert len(sequences) == 2
     for seq in sequences:
         image = read_image(seq.images[0])

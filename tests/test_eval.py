@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from config import Config
-from inference.window import predict_video
+from inference.window import WindowSchedule
 from networks.lsta import LSTA
 from tests.conftest import ROOT
 from utils.image_io import read_image
@@ -45,11 +45,20 @@ def test_window_schedule_equals_the_authors(frames, size, batch):
     with torch.inference_mode():
         feats = [model.encode(images[t:t + 1]) for t in range(frames)]
         expected = authors_schedule(model, feats, size)
-        got = dict(predict_video(model, images.split(batch), size))
+        got = dict(_scheduled(model, images.split(batch), size))
     assert sorted(got) == list(range(frames))
     for t in range(frames):
         scale = expected[t].abs().max()
         assert (got[t] - expected[t]).abs().max() / scale < 1e-4, t
+
+
+def _scheduled(model, batches, size):
+    """(frame, logits) as VideoSegmenter runs the schedule: batches encoded, frames pushed one by one."""
+    schedule = WindowSchedule(model, size)
+    for batch in batches:
+        for cache in model.cache_frames(model.encode(batch)).split():
+            yield from schedule.push(cache)
+    yield from schedule.finish()
 
 
 def run_eval(*args):

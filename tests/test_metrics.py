@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataloaders.eval_datasets import davis2016_sequences
+from evaluation.benchmarks import BENCHMARKS, score
+from evaluation.datasets import davis_sequences
+from evaluation.metrics import (
+    boundary_f,
+    boundary_map,
+    disk,
+    region_iou,
+    score_pairs,
+    statistics,
+)
 from tests.conftest import shared_path
 from utils.image_io import read_binary_mask, write_palette_png
-from utils.metrics import boundary_f, boundary_map, disk, region_iou, score_results, score_sequence, statistics
 
 
 def official_seg2bmap(seg):
@@ -108,7 +116,7 @@ def _write_grey(path, mask, scale):
 
 def test_scorer_on_real_sequences_with_damaged_masks(tmp_path):
     root = shared_path("data", "davis16_sample")
-    sequences = davis2016_sequences(root)
+    sequences = davis_sequences(root, "2016")
     perfect, damaged = tmp_path / "perfect", tmp_path / "damaged"
     for seq in sequences:
         for i, gt_path in enumerate(seq.masks):
@@ -121,9 +129,9 @@ def test_scorer_on_real_sequences_with_damaged_masks(tmp_path):
                 bad[:] = 0
             (_write_grey if i % 2 else lambda p, m, s: write_palette_png(p, m))(
                 str(damaged / seq.name / name), bad, 255)
-    figures, rows = score_results(str(perfect), sequences)
+    figures, rows = score_davis(str(perfect), sequences)
     assert figures["J-Mean"] == 1.0 and figures["F-Mean"] == 1.0 and figures["J-Decay"] == 0.0
-    figures, rows = score_results(str(damaged), sequences)
+    figures, rows = score_davis(str(damaged), sequences)
     for row in rows:
         assert 0.3 < row["J-Mean"] < 0.7 and row["J-Decay"] > 0.5 and row["F-Decay"] > 0.5
     with open(damaged / "global_results-val.csv") as f:
@@ -137,13 +145,23 @@ def test_scorer_on_real_sequences_with_damaged_masks(tmp_path):
     missing = os.path.join(damaged, seq.name, os.path.basename(seq.masks[3]))
     os.remove(missing)
     with pytest.raises(FileNotFoundError, match=f"{seq.name}.*00003.png"):
-        score_results(str(damaged), sequences)
+        score_davis(str(damaged), sequences)
     Image.new("P", (100, 50)).save(missing)
     with pytest.raises(ValueError, match="00003.png is 100x50 but the ground truth .* is 854x480"):
-        score_sequence(seq.name, seq.masks, os.path.join(damaged, seq.name))
+        score_davis(str(damaged), sequences)
     shutil.rmtree(damaged / seq.name)
-    with pytest.raises(FileNotFoundError, match=f"results for sequence '{seq.name}' not found"):
-        score_results(str(damaged), sequences)
+    with pytest.raises(FileNotFoundError, match=f"result mask missing: .*{seq.name}"):
+        score_davis(str(damaged), sequences)
+
+
+def score_davis(results_dir: str, sequences) -> tuple[dict, list[dict]]:
+    """The DAVIS-2016 benchmark's scoring (as eval.py runs it): global figures and per-sequence rows."""
+    score(BENCHMARKS["davis2016"], sequences, results_dir, "val")
+    with open(os.path.join(results_dir, "global_results-val.csv")) as f:
+        figures = {k: float(v) for k, v in next(csv.DictReader(f)).items()}
+    with open(os.path.join(results_dir, "per-sequence_results-val.csv")) as f:
+        rows = [{k: v if k == "Sequence" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return figures, rows
 
 
 def test_mask_encodings_score_alike(tmp_path):
@@ -158,7 +176,8 @@ def test_mask_encodings_score_alike(tmp_path):
         _write_grey(str(tmp_path / "grey255" / f"{t:05d}.png"), p, 255)
         write_palette_png(str(tmp_path / "palette" / f"{t:05d}.png"), p * 3)  # any nonzero index
     gt_paths = [str(tmp_path / "gt" / f"{t:05d}.png") for t in range(5)]
-    scores = [score_sequence("s", gt_paths, str(tmp_path / d)) for d in ("grey01", "grey255", "palette")]
+    scores = [score_pairs("s", [(g, str(tmp_path / d / os.path.basename(g))) for g in gt_paths[1:-1]])
+              for d in ("grey01", "grey255", "palette")]
     expected_j = [region_iou(g, p) for g, p in zip(gts[1:-1], preds[1:-1])]
     for s in scores:
         assert s.j.tolist() == expected_j

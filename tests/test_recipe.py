@@ -14,9 +14,9 @@ import torch
 from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
-from train import build_parts, train_step
+from training.losses import ohem_cross_entropy
+from training.trainer import Trainer
 from utils.distributed import DistInfo
-from utils.losses import ohem_cross_entropy
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 LOG = logging.getLogger("tests")
@@ -76,13 +76,13 @@ def authors_reference_step(model, batch, planted, cfg):
 
 
 def run_step(cfg, batch, planted):
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     params = dict(parts.lsta.named_parameters())
     for name, grad in planted.items():
         params[name].grad = grad.clone()
     parts.model.train()
     torch.manual_seed(11)
-    result = train_step(parts, batch, STEP, cfg)
+    result = parts.step(batch, STEP)
     return parts, result
 
 
@@ -90,7 +90,7 @@ def test_stage1_preset_is_the_authors_step_and_clean_differs(toy_root, tmp_path)
     cfg = preset_cfg("stage1", toy_root, tmp_path / "a")
     assert cfg.TRAIN_LOSS_LAST_FRAME_ONLY and cfg.TRAIN_AUTHORS_ENCODER_GRAD
     batch = fixed_batch(cfg)
-    reference_model = build_parts(cfg, CPU, LOG).lsta  # same seed → same initial weights as run_step's
+    reference_model = Trainer(cfg, CPU, LOG).lsta  # same seed → same initial weights as run_step's
     planted = planted_encoder_grads(reference_model)
     before = copy.deepcopy(reference_model.state_dict())
     reference_model.train()
@@ -138,14 +138,14 @@ def test_stage2_presets_pair_with_their_stage1():
 def _update(cfg, batch, planted, amp):
     """The head's update vector and the clip coefficient of one step in eval mode (no dropout draws)."""
     cfg.set("TRAIN_AMP", amp)
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     params = dict(parts.lsta.named_parameters())
     for name, grad in planted.items():
         params[name].grad = grad.clone()
     head = [n for n, p in params.items() if not n.startswith("feature_extractor.") and p.requires_grad]
     before = torch.cat([params[n].detach().flatten().clone() for n in head])
     parts.model.eval()
-    result = train_step(parts, batch, STEP, cfg)
+    result = parts.step(batch, STEP)
     assert result is not None
     after = torch.cat([params[n].detach().flatten() for n in head])
     return after - before, result.clip_coefficient(cfg.TRAIN_CLIP_GRAD_NORM)
@@ -157,7 +157,7 @@ def test_mixed_precision_steps_follow_the_float32_step(toy_root, tmp_path, prese
     # must be unscaled too, or they swamp the clip norm and the head barely moves.
     cfg = preset_cfg(preset, toy_root, tmp_path)
     batch = fixed_batch(cfg)
-    planted = planted_encoder_grads(build_parts(cfg, CPU, LOG).lsta) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else {}
+    planted = planted_encoder_grads(Trainer(cfg, CPU, LOG).lsta) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else {}
     reference, ref_coefficient = _update(cfg, batch, planted, "off")
     for amp in ("bf16", "fp16"):
         update, coefficient = _update(cfg, batch, planted, amp)

@@ -11,15 +11,14 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from config import Config
+from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
 from evaluation.results_folder import LOCK, MANIFEST, RECORD
-from inference.benchmarks import BENCHMARKS, PROBABILITIES, score
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
@@ -258,7 +257,7 @@ def _write_gt(path, mask, encoding):
 
 @pytest.mark.parametrize("encoding", ["palette", "grey 0/255", "grey 0/1", "alpha only"])
 def test_ground_truth_encodings_score_alike(tmp_path, encoding):
-    from dataloaders.eval_datasets import EvalSequence
+    from evaluation.datasets import EvalSequence
     frames = 5
     gts = {t: _object(2 + 3 * t) for t in range(frames)}
     annotations = {}

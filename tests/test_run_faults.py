@@ -14,10 +14,13 @@ import torch
 
 from tests.conftest import ROOT
 from tests.test_train import CPU, TINY, summary, tiny_cfg
-from train import EXIT_STOPPED, train
-from utils.checkpoint import UnsafeCheckpointError, read_checkpoint
-from utils.checkpointer import Checkpointer, checkpoints_newest_first
-from utils.run_folder import RunFolder, RunFolderError
+from training.launch import EXIT_STOPPED, train
+from training.run_record import Checkpointer, RunFolder, RunFolderError
+from utils.checkpoint import (
+    UnsafeCheckpointError,
+    checkpoints_newest_first,
+    read_checkpoint,
+)
 
 
 def snapshot(folder) -> dict:

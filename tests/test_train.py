@@ -13,11 +13,12 @@ from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.stm import STM
 from tests.conftest import ROOT
-from train import EXIT_STOPPED, build_parts, train, train_step
-from utils.checkpointer import checkpoints_newest_first
+from training.launch import EXIT_STOPPED, train
+from training.losses import ohem_cross_entropy
+from training.schedule import Schedule
+from training.trainer import Trainer
+from utils.checkpoint import checkpoints_newest_first
 from utils.distributed import DistInfo
-from utils.losses import ohem_cross_entropy
-from utils.schedule import learning_rate
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 LOG = logging.getLogger("tests")
@@ -54,10 +55,10 @@ def first_batch(cfg: Config, parts) -> dict:
 
 def test_schedule_and_ohem():
     cfg = Config()
-    assert learning_rate(0, cfg) == cfg.TRAIN_MIN_LR
-    assert learning_rate(500, cfg) == pytest.approx(3e-3)
-    assert learning_rate(1000, cfg) == pytest.approx(6e-3)
-    assert learning_rate(50000, cfg) == pytest.approx(max(6e-3 * (1 / 49001) ** 0.9, 1e-5))
+    assert Schedule.from_config(cfg).learning_rate(0) == cfg.TRAIN_MIN_LR
+    assert Schedule.from_config(cfg).learning_rate(500) == pytest.approx(3e-3)
+    assert Schedule.from_config(cfg).learning_rate(1000) == pytest.approx(6e-3)
+    assert Schedule.from_config(cfg).learning_rate(50000) == pytest.approx(max(6e-3 * (1 / 49001) ** 0.9, 1e-5))
     # OHEM: 4 of 64 pixels wrong → exactly the ⌊64/16⌋ = 4 hard ones are averaged.
     logits = torch.zeros(1, 2, 8, 8)
     logits[:, 1] = 3.0
@@ -71,10 +72,9 @@ def test_schedule_and_ohem():
 
 def _batch_loss(parts, batch, cfg) -> float:
     """The training objective on `batch` with fixed dropout draws, parameters untouched."""
-    from train import _frame_losses
     torch.manual_seed(123)
     with torch.no_grad():
-        per_frame = _frame_losses(parts, {k: v for k, v in batch.items() if k != "meta"}, cfg, [0.0] * 2, 1.0)
+        per_frame, _ = parts.frame_losses({k: v for k, v in batch.items() if k != "meta"})
     return torch.stack(per_frame).mean().item()
 
 
@@ -82,21 +82,21 @@ def test_small_steps_lower_the_loss_on_their_batch(toy_root, tmp_path):
     # Gradient descent with a small step lowers the objective it descends: a property of the
     # computation, not of one machine's trajectory (here ~30 % lower; asserted: 5 %).
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LR=2e-3, TRAIN_WARM_UP_STEPS=0, TRAIN_TOTAL_STEPS=1000)
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
     before = _batch_loss(parts, batch, cfg)
     for step in range(5):
-        assert train_step(parts, batch, step, cfg) is not None
+        assert parts.step(batch, step) is not None
     assert _batch_loss(parts, batch, cfg) < 0.95 * before
 
 
 def test_frozen_encoder_is_left_unchanged(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
     before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
     for step in (5, 6):
-        train_step(parts, batch, step, cfg)
+        parts.step(batch, step)
     after = parts.lsta.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("feature_extractor."))
     assert not torch.equal(before["pred.weight"], after["pred.weight"])
@@ -131,26 +131,26 @@ def test_distillation_with_random_teacher(toy_root, tmp_path):
         cfg = tiny_cfg(toy_root, tmp_path / str(as_designed), MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(path),
                        TRAIN_DISTILLATION_TEACHER_AS_DESIGNED=as_designed)
-        parts = build_parts(cfg, CPU, LOG)
+        parts = Trainer(cfg, CPU, LOG)
         assert parts.teacher.model.training is not as_designed
-        result = train_step(parts, first_batch(cfg, parts), 5, cfg)
+        result = parts.step(first_batch(cfg, parts), 5)
         assert result is not None and all(torch.isfinite(torch.tensor(result.losses)))
         assert parts.lsta.pred.weight.isfinite().all()
     missing = tiny_cfg(toy_root, tmp_path / "x", MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(tmp_path / "none.pth"))
     with pytest.raises(RuntimeError, match="none.pth.*MODEL_DISTILLATION False"):
-        build_parts(missing, CPU, LOG)
+        Trainer(missing, CPU, LOG)
 
 
 def test_authors_loss_and_encoder_gradient_switches(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LOSS_LAST_FRAME_ONLY=True, TRAIN_AUTHORS_ENCODER_GRAD=True,
                    MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
-    train_step(parts, batch, 5, cfg)
+    parts.step(batch, 5)
     conv1 = parts.lsta.feature_extractor.backbone.conv1.weight
     grad = conv1.grad.clone()
-    train_step(parts, batch, 6, cfg)
+    parts.step(batch, 6)
     # Never zeroed: the encoder's gradients accumulate over steps, as in the authors' code.
     assert conv1.grad.norm() > grad.norm()
 
@@ -184,7 +184,7 @@ def test_torchrun_two_processes_gloo(toy_root, tmp_path):
 
 
 def _easy_and_hard_batch(cfg) -> dict:
-    parts = build_parts(cfg, CPU, LOG)
+    parts = Trainer(cfg, CPU, LOG)
     batch = {k: v for k, v in first_batch(cfg, parts).items() if k != "meta"}
     # Sample 1's targets inverted: every pixel is hard there, few are in sample 0.
     batch["curr_label"] = [torch.stack([label[0], 1 - label[1]]) for label in batch["curr_label"]]
@@ -201,13 +201,13 @@ def test_the_loss_does_not_depend_on_how_the_batch_is_split(toy_root, tmp_path):
     results = {}
     for passes, per_pass in (("one pass", 0), ("two passes", 1)):
         cfg.set("TRAIN_MAX_BATCH_PER_PASS", per_pass)
-        parts = build_parts(cfg, CPU, LOG)
+        parts = Trainer(cfg, CPU, LOG)
         parts.model.eval()
-        result = train_step(parts, batch, 10, cfg)
+        result = parts.step(batch, 10)
         results[passes] = (result.losses, parts.lsta.state_dict())
     torch.save(batch, tmp_path / "batch.pt")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), os.path.join(ROOT, "tests", "helpers", "split_step.py"),
+           "--master_port", str(_free_port()), "-m", "tests.helpers.split_step",
            str(tmp_path / "batch.pt"), str(tmp_path / "out.pt"), *TINY, "DIR_DATA", toy_root,
            *[str(x) for kv in opts.items() for x in kv]]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -245,7 +245,7 @@ def test_tensorboard_scalars_read_back(toy_root, tmp_path):
     assert {"loss/frame0", "loss/frame1", "iou/frame0", "iou/frame1", "lr", "seconds_per_step",
             "samples_per_second"} <= tags
     assert [e.step for e in events.Scalars("loss/frame0")] == [0, 1, 2]
-    assert [e.value for e in events.Scalars("lr")] == pytest.approx([learning_rate(s, cfg) for s in range(3)])
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx([Schedule.from_config(cfg).learning_rate(s) for s in range(3)])
     assert summary(cfg)["losses"][0] == pytest.approx(events.Scalars("loss/frame0")[-1].value, rel=1e-6)
 
 
@@ -272,10 +272,10 @@ def test_backbone_only_initial_file_never_leaves_random_frozen_parts(toy_root, t
     assert not checkpoints_newest_first(refused.DIR_CKPT)
     # "train": ASPP and decoder learn with the head; the loaded backbone stays as loaded.
     cfg = tiny_cfg(toy_root, tmp_path / "train", PRETRAIN_PARTIAL_ENCODER="train", **settings)
-    parts = build_parts(cfg, CPU, LOG, pretrained=path)
+    parts = Trainer(cfg, CPU, LOG, pretrained=path)
     assert parts.trained_encoder_parts == ["aspp", "decoder"]
     before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
-    train_step(parts, first_batch(cfg, parts), 1, cfg)
+    parts.step(first_batch(cfg, parts), 1)
     after = parts.lsta.state_dict()
     changed = {k.split(".")[1] for k in before if k.startswith("feature_extractor.")
                and not torch.equal(before[k], after[k])}

@@ -1,22 +1,18 @@
 """Training-data throughput at the authors' settings (7 frames of 465×465 per sample) on toy data.
 
-    python tools/bench_data.py [--data data/toy] [--samples 64] [--workers 1 2]
+    python -m tools.bench_data [--data data/toy] [--samples 64] [--workers 1 2]
 
 Toy data is generated into a temporary folder when --data does not exist.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from config import Config  # noqa: E402
-from dataloaders.loader import build_train_loader  # noqa: E402
-from dataloaders.train_datasets import build_train_dataset  # noqa: E402
-from tools.make_toy_data import make_toy_data  # noqa: E402
+from config import Config
+from dataloaders.loader import build_train_loader
+from dataloaders.train_datasets import build_train_dataset
+from tools.make_toy_data import ensure_toy_data
 
 
 def main() -> None:
@@ -25,10 +21,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    data = args.data
-    if not os.path.isdir(data):
-        data = tempfile.mkdtemp(prefix="toy_")
-        make_toy_data(data)
+    data = ensure_toy_data(args.data)
     cfg = Config()  # the authors' sampling and augmentation: 465×465, 5 current frames
     cfg.set("DIR_DATA", data)
     cfg.set("DATA_DAVIS_REPEAT", 30)

@@ -1,7 +1,7 @@
 """Time of the up-front training-data check (headers only), on the toy data and on a generated
 tree the size of DAVIS-2017 + YouTube-VOS-2019 train (≈ 100k frame and mask files).
 
-    python tools/bench_data_check.py [--pairs 50000] [--keep DIR]
+    python -m tools.bench_data_check [--pairs 50000] [--keep DIR]
 
 Prints the first (cold: every header read) and second (cached: one stat per file) check of each.
 The generated files are small copies of one frame and one mask: the check reads headers only, so
@@ -13,15 +13,11 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from dataloaders.data_check import check_training_data  # noqa: E402
-from dataloaders.train_datasets import Video, build_train_dataset  # noqa: E402
+from dataloaders.data_check import check_training_data
+from dataloaders.train_datasets import Video, build_train_dataset
 
 
 def generated_videos(root: str, pairs: int, frames_per_video: int = 30) -> list[Video]:

@@ -1,6 +1,6 @@
 """Per-frame cost of LSTA's streaming inference (encoder + head) at 481×849, and its memory.
 
-    python tools/bench_model.py [--device cpu|cuda] [--backbone resnet101] [--windows 11 41]
+    python -m tools.bench_model [--device cpu|cuda] [--backbone resnet101] [--windows 11 41]
                                 [--batches 1 2 4] [--memory_frames 100 1000]
 
 - encoder: ms per frame when frames are encoded in batches of 1, 2, 4 (TEST_ENCODE_BATCH), and
@@ -24,12 +24,11 @@ import sys
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from config import Config  # noqa: E402
-from dataloaders.transforms import eval_size  # noqa: E402
-from networks.lsta import LSTA  # noqa: E402
-from utils.timing import now, peak_memory_mb  # noqa: E402
+from config import Config
+from dataloaders.transforms import eval_size
+from networks.lsta import LSTA
+from utils.timing import now, peak_memory_mb
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -95,7 +94,7 @@ def memory_run(frames: int) -> dict:
 
 
 def in_subprocess(flag: str, value: int, args: argparse.Namespace) -> dict:
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), flag, str(value), "--device", args.device,
+    out = subprocess.run([sys.executable, "-m", "tools.bench_model", flag, str(value), "--device", args.device,
                           "--backbone", args.backbone, "--repeats", str(args.repeats), "--height", str(args.height),
                           "--width", str(args.width)], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 
@@ -21,8 +20,8 @@ import torch
 from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
-from tools.make_toy_data import make_toy_data
-from train import build_parts, train_step
+from tools.make_toy_data import ensure_toy_data
+from training.trainer import Trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger
 
@@ -39,7 +38,7 @@ def run_recipe(name: str, data: str, steps: int) -> list[dict]:
                        **RECIPES[name]}.items():
         cfg.set(key, value)
     cfg.validate()
-    parts = build_parts(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_recipe", None))
+    parts = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_recipe", None))
     loader, sampler = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
     torch.manual_seed(cfg.TRAIN_SEED)
     parts.model.train()
@@ -47,7 +46,7 @@ def run_recipe(name: str, data: str, steps: int) -> list[dict]:
     while step < steps:
         sampler.set_position(epoch, 0)
         for batch in loader:
-            result = train_step(parts, batch, step, cfg)
+            result = parts.step(batch, step)
             rows.append({"step": step, "loss": sum(result.losses) / len(result.losses), "last": result.losses[-1],
                          "clip": result.clip_coefficient(cfg.TRAIN_CLIP_GRAD_NORM)})
             step += 1
@@ -64,8 +63,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/toy", help="toy data (made here when missing)")
     parser.add_argument("--json", default=None, help="also write every step's figures here")
     args = parser.parse_args()
-    if not os.path.isdir(args.data):
-        make_toy_data(args.data, seed=0)
+    ensure_toy_data(args.data)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     runs = {name: run_recipe(name, args.data, args.steps) for name in RECIPES}
     print(f"{'steps':>9s} | {'authors loss':>12s} {'last':>7s} {'clip':>6s} | {'clean loss':>10s} {'last':>7s} {'clip':>6s}")

@@ -12,7 +12,6 @@ Printed: the relative difference of the loss and of the head's update between th
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 
 import torch
@@ -20,8 +19,8 @@ import torch
 from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
-from tools.make_toy_data import make_toy_data
-from train import build_parts, train_step
+from tools.make_toy_data import ensure_toy_data
+from training.trainer import Trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger
 
@@ -29,7 +28,7 @@ from utils.logger import setup_logger
 def one_step(cfg: Config, batch: dict, per_pass: int, mode: str) -> tuple[float, torch.Tensor]:
     """(mean loss, the head's update vector) of one step in `mode`, in passes of `per_pass` samples."""
     cfg.set("TRAIN_MAX_BATCH_PER_PASS", per_pass)
-    parts = build_parts(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_split", None))
+    parts = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_split", None))
     parts.model.train(mode != "eval")
     if mode == "train, no drop":
         for module in parts.model.modules():
@@ -38,7 +37,7 @@ def one_step(cfg: Config, batch: dict, per_pass: int, mode: str) -> tuple[float,
     head = [p for n, p in parts.lsta.named_parameters() if p.requires_grad and not n.startswith("feature_extractor.")]
     before = torch.cat([p.detach().flatten().clone() for p in head])
     torch.manual_seed(5)
-    result = train_step(parts, batch, 10, cfg)
+    result = parts.step(batch, 10)
     return sum(result.losses) / len(result.losses), torch.cat([p.detach().flatten() for p in head]) - before
 
 
@@ -47,8 +46,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/toy", help="toy data (made here when missing)")
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
-    if not os.path.isdir(args.data):
-        make_toy_data(args.data, seed=0)
+    ensure_toy_data(args.data)
     cfg = Config()
     cfg.apply_preset("toy")
     for key, value in {"DIR_DATA": args.data, "DIR_ROOT": tempfile.mkdtemp(), "DATA_WORKERS": 0,

@@ -1,6 +1,6 @@
 """Training-step speed and memory: the toy setting, and ResNet-101 at 465×465 (the authors' recipe).
 
-    python tools/bench_train.py [--device cpu|cuda] [--steps 2] [--settings toy r101 r101-authors]
+    python -m tools.bench_train [--device cpu|cuda] [--steps 2] [--settings toy r101 r101-authors]
 
 Each setting runs in its own process (so peak memory is its own) on the same toy-data batch:
   toy           the `toy` preset (ResNet-18, narrow head, encoder trained)
@@ -20,8 +20,9 @@ import tempfile
 
 import torch
 
+from tools.make_toy_data import ensure_toy_data
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 SETTINGS = {
     "toy": {"preset": "toy", "opts": {"DATA_WORKERS": 0}},
@@ -39,7 +40,7 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
     from config import Config
     from dataloaders.loader import build_train_loader
     from dataloaders.train_datasets import build_train_dataset
-    from train import build_parts, train_step
+    from training.trainer import Trainer
     from utils.distributed import init_distributed
     from utils.logger import setup_logger
     from utils.timing import now, peak_memory_mb
@@ -53,15 +54,15 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
                        **SETTINGS[name]["opts"]}.items():
         cfg.set(key, value)
     info = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
-    parts = build_parts(cfg, info, setup_logger("bench_train", None))
+    parts = Trainer(cfg, info, setup_logger("bench_train", None))
     loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
     batch = next(iter(loader))
-    train_step(parts, batch, 100, cfg)
+    parts.step(batch, 100)
     if info.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = now(info.device)
     for i in range(steps):
-        train_step(parts, batch, 101 + i, cfg)
+        parts.step(batch, 101 + i)
     seconds = (now(info.device) - start) / steps
     return {"setting": name, "device": str(info.device), "batch": cfg.TRAIN_BATCH_SIZE,
             "crop": list(cfg.DATA_RANDOMCROP), "frames": cfg.DATA_CURR_SEQ_LEN + 2, "amp": parts.amp,
@@ -78,18 +79,14 @@ def main() -> None:
     parser.add_argument("--data", default="data/toy")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one setting
     args = parser.parse_args()
-    data = args.data
-    if not os.path.isdir(data):
-        from tools.make_toy_data import make_toy_data
-        data = tempfile.mkdtemp(prefix="toy_")
-        make_toy_data(data)
+    data = ensure_toy_data(args.data)
     if args.one:
         print(json.dumps(run_setting(args.one, data, args.device, args.steps, args.amp)))
         return
     results = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
     for name in args.settings:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, "--data", data,
+        out = subprocess.run([sys.executable, "-m", "tools.bench_train", "--one", name, "--data", data,
                               "--device", args.device, "--steps", str(args.steps), "--amp", args.amp],
                              cwd=ROOT, capture_output=True, text=True)
         if out.returncode:

@@ -1,6 +1,6 @@
 """Convert a checkpoint you trust into one that loads safely (tensors and plain values only).
 
-    python tools/convert_checkpoint.py --trust FILE [--out SAFE_FILE]
+    python -m tools.convert_checkpoint --trust FILE [--out SAFE_FILE]
 
 The project loads every file with `torch.load(weights_only=True)`, which cannot run code. Some
 files in circulation hold Python objects (an argparse Namespace, a custom class), and only an
@@ -19,10 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from utils.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
+from utils.checkpoint import CheckpointError, read_checkpoint
 
 
 def to_safe(value: Any, where: str, dropped: list[str]) -> Any:

@@ -1,6 +1,6 @@
 """Write small synthetic videos in the layouts of the training sets and of every benchmark.
 
-    python tools/make_toy_data.py --out data/toy [--seed N]
+    python -m tools.make_toy_data --out data/toy [--seed N]
 
 Objects are ellipses with a sharp checker texture moving over a background of soft colour blobs
 that scrolls on its own. Both draw their colours from the same per-video palette, so one frame's
@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.image_io import write_grey_png, write_image, write_palette_png  # noqa: E402
+from utils.image_io import write_grey_png, write_image, write_palette_png
 
 
 @dataclass
@@ -217,6 +215,13 @@ def make_toy_data(out: str, seed: int = 0, spec: ToySpec | None = None) -> None:
     write_davis(out, spec, seed)
     write_youtubevos(out, spec, seed)
     write_benchmarks(out, spec, seed)
+
+
+def ensure_toy_data(out: str = "data/toy") -> str:
+    """`out`, after writing the toy data there (seed 0) unless a folder is already there; for the tools."""
+    if not os.path.isdir(out):
+        make_toy_data(out, seed=0)
+    return out
 
 
 def main() -> None:

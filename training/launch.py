@@ -21,7 +21,13 @@ from dataloaders.loader import build_train_loader
 from dataloaders.sampler import EpochSampler
 from dataloaders.train_datasets import build_train_dataset
 from training.hooks import default_hooks
-from training.run_record import (Checkpointer, RunFolder, check_source_unchanged, fingerprint, pretrained_source)
+from training.run_record import (
+    Checkpointer,
+    RunFolder,
+    check_source_unchanged,
+    fingerprint,
+    pretrained_source,
+)
 from training.trainer import RunSummary, Trainer
 from utils.checkpoint import checkpoints_newest_first
 from utils.distributed import DistInfo, ranks_in_sync

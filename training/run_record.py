@@ -20,14 +20,21 @@ import re
 import shutil
 from typing import Any
 
-from config import FINGERPRINT_KEYS, Config
-from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, checkpoints_newest_first, read_checkpoint,
-                              save_checkpoint)
+from config import FINGERPRINT_KEYS, Config, settings_record
+from utils.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    checkpoints_newest_first,
+    read_checkpoint,
+    save_checkpoint,
+)
 from utils.errors import UserError
 from utils.files import file_digest, write_json
 from utils.folder_lock import FolderLock
 
-TMP_PATTERN = re.compile(r"^save_step_\d+\.pth\.tmp\.\d+$")
+# Temporary files of a save a killed run left: utils.files.temporary_name's, and the older
+# `save_step_<N>.pth.tmp.<pid>` of checkpoints written before it.
+TMP_PATTERN = re.compile(r"^\.?save_step_\d+\.pth\.tmp\.\d+(\.\d+)?$")
 WHAT = "training checkpoint"
 
 
@@ -83,6 +90,10 @@ class RunFolder:
             changes = ", ".join(f"{k} {recorded.get(k)!r} → {fingerprint.get(k)!r}" for k in differing)
             raise RunFolderError(f"{self.path} holds checkpoints of a run with other settings ({changes}); "
                                  f"train under another --exp_name, or pass --restart to set that run aside")
+
+    def write_settings(self, cfg: Config) -> None:
+        """config.json: the resolved settings with the command line, commit, torch version and device."""
+        write_json(os.path.join(self.path, "config.json"), settings_record(cfg))
 
     def write_record(self, **fields: Any) -> None:
         """Update run.json with `fields` (fingerprint, initialised_from)."""

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from config import Config
-from networks.lsta import LSTA
-from networks.weights import load_pretrained
+from networks.lsta import LSTA, ModelArgs
+from networks.weights import load_pretrained, model_args_of_file
 from training.distillation import StmTeacher
 from training.losses import batch_iou, distillation_kl, ohem_cross_entropy
 from training.schedule import Schedule
@@ -114,7 +114,9 @@ class Trainer:
         if self.amp != "off" and self.device.type != "cuda":
             log.warning(f"TRAIN_AMP {self.amp} on {self.device}: autocast works there but is slower than float32")
         seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
-        model = LSTA.from_config(cfg, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
+        # An LSTA checkpoint to start from (stage 2) records its architecture: the model is built so.
+        args = model_args_of_file(pretrained, cfg) if pretrained else ModelArgs.from_config(cfg)
+        model = LSTA(args, cfg.MODEL_TRAIN_ENCODER, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
         if pretrained:
             report = load_pretrained(model, pretrained)
             encoder_parts = list(encoder_parts) + _uninitialised_encoder_parts(cfg, report, log)

@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,9 @@ import torch
 from torch import nn
 
 from utils.errors import UserError
+from utils.files import atomic_write
 
-# The DeepLab classifier of CFBI's file and BN counters have no counterpart in our encoder.
-_DEEPLAB_SKIP = ("decoder.last_conv.8.",)
-CONVERT_HINT = "python tools/convert_checkpoint.py --trust"
+CONVERT_HINT = "python -m tools.convert_checkpoint --trust"
 
 
 def _numpy_data_globals() -> list:
@@ -161,78 +161,28 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
     return report
 
 
-def load_pretrained(model: nn.Module, path: str) -> LoadReport:
-    """Initialise LSTA from PRETRAIN_MODEL: an LSTA checkpoint (whole model) or a pretrained encoder.
-
-    Encoder formats: CFBI's `resnet101-deeplabv3p.pth.tar` (backbone/aspp/decoder), torchvision's
-    `deeplabv3_resnet101` state_dict (backbone only) and torchvision's ImageNet `resnet101`. The
-    report covers the whole encoder, so a backbone-only file shows ASPP and decoder as missing.
-    """
-    what = "pretrained weights (PRETRAIN_MODEL)"
-    state = state_dict_of(read_checkpoint(path, what), path, what)
-    names = list(state)
-    if any(n.startswith("feature_extractor.") for n in names):
-        return load_state(model, state, "LSTA weights (PRETRAIN_MODEL)", path, min_fraction=0.9)
-    has = lambda prefix: any(n.startswith(prefix) for n in names)  # noqa: E731
-    if has("backbone.") and has("aspp."):
-        what = "DeepLabv3+ encoder (CFBI format)"
-        skipped = [n for n in names if n.startswith(_DEEPLAB_SKIP)]
-        mapped = {"feature_extractor." + n: v for n, v in state.items() if n not in skipped}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped)
-    if has("backbone.") and (has("classifier.") or has("aux_classifier.")):
-        what = "torchvision deeplabv3 backbone"
-        skipped = [n for n in names if not n.startswith("backbone.")]
-        mapped = {"feature_extractor." + n: v for n, v in state.items() if n.startswith("backbone.")}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
-    if "conv1.weight" in state and has("layer1."):
-        what = "torchvision ImageNet ResNet backbone"
-        skipped = [n for n in names if n.startswith("fc.")]
-        mapped = {"feature_extractor.backbone." + n: v for n, v in state.items() if not n.startswith("fc.")}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
-    raise CheckpointError(f"{what} {path} is in no known format: expected an LSTA checkpoint, CFBI's "
-                          f"resnet101-deeplabv3p.pth.tar, torchvision deeplabv3_resnet101 or resnet101 weights")
+CKPT_PATTERN = re.compile(r"^save_step_(\d+)\.pth$")
 
 
-def load_stm_teacher(model: nn.Module, path: str) -> LoadReport:
-    """The official `STM_weights.pth` (`module.` prefixed) into networks.stm.STM."""
-    what = "STM teacher weights (MODEL_DISTILLATION_PRETRAINED_TEACHER)"
-    state = state_dict_of(read_checkpoint(path, what), path, what)
-    return load_state(model, state, what, path, min_fraction=0.99)
+def checkpoints_newest_first(folder: str) -> list[tuple[int, str]]:
+    """(step, path) of every `save_step_<N>.pth` in `folder`, newest first."""
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(m.group(1)), os.path.join(folder, name))
+             for name in os.listdir(folder) if (m := CKPT_PATTERN.match(name))]
+    return sorted(found, reverse=True)
 
 
 def save_checkpoint(payload: dict[str, Any], path: str) -> None:
-    """Write atomically: a temporary file in the same folder, flushed and synced, then renamed over `path`.
+    """Write a checkpoint atomically and durably (utils.files.atomic_write).
 
-    A failed write (full disk, permissions) leaves any earlier file at `path` as it was, removes the
-    temporary file, and raises CheckpointError naming the file and the cause.
+    A failed write (full disk, permissions) leaves any earlier file at `path` as it was, and raises
+    CheckpointError naming the file and the cause.
     """
-    folder = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
+    buffer = io.BytesIO()
     try:
-        os.makedirs(folder, exist_ok=True)
-        buffer = io.BytesIO()
         torch.save(payload, buffer)  # in memory first: torch's zip writer hides the OS error of a failed write
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(folder)
+        atomic_write(path, buffer.getbuffer(), durable=True)
     except (OSError, RuntimeError) as err:  # torch's writer reports a failed write as RuntimeError
         cause = err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)
-        raise CheckpointError(f"could not write {path}: {cause}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _fsync_folder(folder: str) -> None:
-    # The rename itself must reach the disk, or a power cut could bring back the old file list.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not possible on every platform
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise CheckpointError(cause if cause.startswith("could not write") else f"could not write {path}: {cause}") from None

@@ -15,6 +15,11 @@ import numpy as np
 from PIL import Image
 
 from utils.errors import DataError, MissingFileError
+from utils.files import atomic_write
+
+# ImageNet statistics in R, G, B order; the released weights apply them to B, G, R planes (docs/quirks.md).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def davis_palette() -> list[int]:
@@ -172,14 +177,14 @@ def write_palette_png(path: str, mask: np.ndarray) -> None:
     img.putpalette(_PALETTE)
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
-    _write_atomically(path, buffer.getbuffer())
+    atomic_write(path, buffer.getbuffer())
 
 
 def write_grey_png(path: str, image: np.ndarray) -> None:
     """Write a uint8 grey image (a probability map) as PNG, atomically."""
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG")
-    _write_atomically(path, buffer.getbuffer())
+    atomic_write(path, buffer.getbuffer())
 
 
 def write_image(path: str, image: np.ndarray, quality: int = 95) -> None:
@@ -190,23 +195,7 @@ def write_image(path: str, image: np.ndarray, quality: int = 95) -> None:
     ok, encoded = cv2.imencode(ext, image, params)
     if not ok:
         raise OSError(f"could not encode image: {path}")
-    _write_atomically(path, encoded.tobytes())
-
-
-def _write_atomically(path: str, data: bytes | memoryview) -> None:
-    # A failed write (full disk) leaves no half or empty file under the final name.
-    folder = os.path.dirname(path) or "."
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}.{threading.get_ident()}")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, encoded.tobytes())
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

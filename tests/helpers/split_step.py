@@ -1,22 +1,18 @@
 """One training step of a saved global batch under torchrun: each rank takes its share.
 
-    torchrun --nproc_per_node N tests/helpers/split_step.py BATCH.pt OUT.pt KEY VALUE ...
+    torchrun --nproc_per_node N -m tests.helpers.split_step BATCH.pt OUT.pt KEY VALUE ...
 
 The model is in eval mode (no dropout, BN running statistics), so that its outputs do not depend
 on which samples share a pass; rank 0 writes the updated weights and every rank's losses.
 """
-import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+import torch
 
-import torch  # noqa: E402
-
-from config import Config  # noqa: E402
-from train import build_parts, train_step, wrap_distributed  # noqa: E402
-from utils.distributed import cleanup, gather_objects, init_distributed  # noqa: E402
-from utils.logger import setup_logger  # noqa: E402
+from config import Config
+from training.trainer import Trainer
+from utils.distributed import cleanup, gather_objects, init_distributed
+from utils.logger import setup_logger
 
 
 def main() -> None:
@@ -25,13 +21,13 @@ def main() -> None:
     cfg.apply_preset("toy")
     cfg.apply_opts(opts)
     info = init_distributed("cpu")
-    parts = build_parts(cfg, info, setup_logger("split_step", None, info.is_main))
-    wrap_distributed(parts, setup_logger("split_step", None, info.is_main))
+    parts = Trainer(cfg, info, setup_logger("split_step", None, info.is_main))
+    parts.wrap_distributed()
     parts.model.eval()
     batch = torch.load(batch_path, weights_only=True)
     share = slice(info.rank * parts.rank_batch, (info.rank + 1) * parts.rank_batch)
     mine = {k: [t[share] for t in v] if isinstance(v, list) else v[share] for k, v in batch.items()}
-    result = train_step(parts, mine, 10, cfg)
+    result = parts.step(mine, 10)
     losses = gather_objects(result.losses, info)
     if info.is_main:
         torch.save({"state_dict": parts.lsta.state_dict(), "losses": losses}, out_path)

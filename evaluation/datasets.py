@@ -14,7 +14,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from utils.errors import DataError, MissingFileError
+from dataloaders.layouts import (
+    davis_frames,
+    davis_split_names,
+    read_split_names,
+    require_dir,
+)
+from utils.errors import MissingFileError
 from utils.image_io import IMAGE_EXTENSIONS, check_same_size
 
 
@@ -38,36 +44,6 @@ class EvalSequence:
         return [self.annotations[n] for n in self.frame_names if n in self.annotations]
 
 
-def _require_dir(path: str, what: str, hint: str) -> None:
-    if not os.path.isdir(path):
-        raise MissingFileError(f"{what} not found: {path} ({hint})")
-
-
-def _read_names(path: str, nested: bool = False) -> list[str]:
-    """Sequence names listed in a split file, each checked to be a name (see check_sequence_name)."""
-    with open(path) as f:
-        names = [line.split()[0] for line in f if line.strip()]
-    if not names:
-        raise DataError(f"split file {path} lists no sequences")
-    for name in names:
-        check_sequence_name(name, path, nested)
-    return names
-
-
-def check_sequence_name(name: str, source: str, nested: bool = False) -> None:
-    """A sequence name is a folder name, never a path: results are written to `<results>/<name>/`.
-
-    `nested` allows `class/video` (YouTube-Objects). An absolute name, `..`, `.`, a backslash or
-    an empty part would let results land outside the results folder, even over the ground truth.
-    """
-    parts = name.split("/")
-    if (os.path.isabs(name) or "\\" in name or "\0" in name or len(parts) > (2 if nested else 1)
-            or any(p in ("", ".", "..") for p in parts)):
-        raise DataError(f"{source}: sequence name {name!r} is not a plain folder name "
-                        f"({'class/video' if nested else 'no slashes'}, no '..'): refusing to evaluate, since "
-                        f"results are written to a folder of that name")
-
-
 def _frames(folder: str) -> list[str]:
     return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
 
@@ -79,35 +55,11 @@ def _annotations(folder: str) -> dict[str, str]:
             if n.lower().endswith(".png")}
 
 
-def davis_sequence_names(root: str, year: str, split: str) -> list[str]:
-    """Sequence names from `ImageSets/<year>/<split>.txt`, or DAVIS-2016's `ImageSets/480p/<split>.txt` pairs."""
-    _require_dir(root, "DAVIS root (DIR_DAVIS)", f"expected JPEGImages/480p, Annotations/480p and "
-                                                   f"ImageSets/{year}/{split}.txt; see data/README.md")
-    names_file = os.path.join(root, "ImageSets", year, f"{split}.txt")
-    pairs_file = os.path.join(root, "ImageSets", "480p", f"{split}.txt")
-    if os.path.isfile(names_file):
-        return _read_names(names_file)
-    if year == "2016" and os.path.isfile(pairs_file):
-        # Lines "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png".
-        with open(pairs_file) as f:
-            paths = [line.split()[0].strip("/").split("/") for line in f if line.strip()]
-        if not paths or any(len(p) != 4 for p in paths):
-            raise DataError(f"split file {pairs_file} is not DAVIS-2016's list of "
-                            f"/JPEGImages/480p/<sequence>/<frame>.jpg /Annotations/... pairs")
-        names = list(dict.fromkeys(p[2] for p in paths))
-        for name in names:
-            check_sequence_name(name, pairs_file)
-        return names
-    raise MissingFileError(f"DAVIS-{year} split file not found: {names_file}"
-                            + (f" (nor DAVIS-2016's own {pairs_file})" if year == "2016" else ""))
-
-
 def davis_sequences(root: str, year: str = "2016", split: str = "val", resolution: str = "480p") -> list[EvalSequence]:
     """The sequences of a DAVIS split, each checked: frames present, one mask per frame, equal sizes."""
     sequences = []
-    for name in davis_sequence_names(root, year, split):
-        images = sorted(p for p in _frames_or_empty(os.path.join(root, "JPEGImages", resolution, name))
-                        if p.lower().endswith(".jpg"))
+    for name in davis_split_names(root, year, split):
+        images = davis_frames(root, resolution, name)
         if not images:
             raise MissingFileError(f"DAVIS sequence {name!r} has no frames in "
                                     f"{os.path.join(root, 'JPEGImages', resolution, name)}")
@@ -119,11 +71,6 @@ def davis_sequences(root: str, year: str = "2016", split: str = "val", resolutio
             check_same_size(image, mask)
         sequences.append(seq)
     return sequences
-
-
-def davis2016_sequences(root: str, split: str = "val", resolution: str = "480p") -> list[EvalSequence]:
-    """DAVIS-2016 `split` (the DAVIS-2017 release's `ImageSets/2016`, or DAVIS-2016's own release)."""
-    return davis_sequences(root, "2016", split, resolution)
 
 
 def _frames_or_empty(folder: str) -> list[str]:
@@ -139,11 +86,11 @@ def folder_sequences(root: str, split: str | None = None, what: str = "benchmark
     `<class>/<video>/`); without it, the class is the name's leading letters (`aeroplane0001`).
     """
     images_root = os.path.join(root, "JPEGImages")
-    _require_dir(images_root, f"{what} frames folder", f"expected {root}/JPEGImages/<sequence>/<frame>.jpg and "
+    require_dir(images_root, f"{what} frames folder", f"expected {root}/JPEGImages/<sequence>/<frame>.jpg and "
                                                        f"Annotations/<sequence>/<frame>.png; see docs/evaluation.md")
     split_file = os.path.join(root, "ImageSets", f"{split}.txt") if split else None
     if split_file and os.path.isfile(split_file):
-        names = _read_names(split_file, nested=True)
+        names = read_split_names(split_file, nested=True)
     else:
         names = _sequence_folders(images_root, nested)
     sequences = []
@@ -185,7 +132,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 def video_folder_sequences(root: str) -> list[EvalSequence]:
     """Every video under `root`: the folder layout when it has JPEGImages/, else each subfolder of
     frames and each video file (unscored)."""
-    _require_dir(root, "video folder (--root)", "a folder of videos: subfolders of frames or video files")
+    require_dir(root, "video folder (--root)", "a folder of videos: subfolders of frames or video files")
     if os.path.isdir(os.path.join(root, "JPEGImages")):
         return folder_sequences(root, None, "video folder")
     sequences = []

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from config import Config
-from dataloaders.transforms import MEAN, STD
 from networks.stm import STM
-from utils.checkpoint import CheckpointError, load_stm_teacher
+from networks.weights import load_stm_teacher
+from utils.checkpoint import CheckpointError
+from utils.image_io import IMAGENET_MEAN, IMAGENET_STD
 
 
 class StmTeacher:
@@ -30,8 +31,8 @@ class StmTeacher:
                                       f"--opts MODEL_DISTILLATION False") from None
         self.model = model.to(device).requires_grad_(False)
         self.model.train(not self.as_designed)
-        mean = torch.tensor(MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._mean, self._std = mean, std
 
     def _frame(self, image: torch.Tensor) -> torch.Tensor:

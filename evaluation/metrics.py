@@ -7,9 +7,8 @@ Per-frame measures as davis2017-evaluation's `metrics.py` computes them (`db_eva
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass
 
 import cv2
@@ -117,15 +116,6 @@ def score_pairs(name: str, pairs: list[tuple[str, str]], boundary: bool = True,
     return SequenceScore(name, np.array(j), np.array(f))
 
 
-def score_sequence(name: str, gt_paths: list[str], result_dir: str) -> SequenceScore:
-    """J and F of frames 1..n-2 of one DAVIS sequence (every frame annotated)."""
-    if len(gt_paths) < 3:
-        raise DataError(f"sequence {name!r} has {len(gt_paths)} frames; scoring needs at least 3")
-    if not os.path.isdir(result_dir):
-        raise MissingFileError(f"results for sequence {name!r} not found: {result_dir}")
-    return score_pairs(name, [(p, os.path.join(result_dir, os.path.basename(p))) for p in gt_paths[1:-1]])
-
-
 def davis_figures(scores: list[SequenceScore]) -> tuple[dict[str, float], list[dict]]:
     """(global figures, per-sequence rows) of the DAVIS statistics; dataset figures are means over sequences."""
     rows = [s.row() for s in scores]
@@ -154,16 +144,6 @@ def write_davis_csvs(results_dir: str, split: str | None, figures: dict[str, flo
     write_csv(os.path.join(results_dir, names[0]), GLOBAL_COLUMNS, [figures])
     write_csv(os.path.join(results_dir, names[1]), SEQUENCE_COLUMNS, rows)
     return names
-
-
-def score_results(results_dir: str, sequences: list, workers: int = 4) -> tuple[dict[str, float], list[dict]]:
-    """Score DAVIS-2016 `results_dir/<seq>/<frame>.png` against EvalSequences; write the two official CSVs."""
-    with ThreadPoolExecutor(workers) as pool:
-        scores = list(pool.map(lambda s: score_sequence(s.name, s.masks, os.path.join(results_dir, s.name)),
-                               sequences))
-    figures, rows = davis_figures(scores)
-    write_davis_csvs(results_dir, "val", figures, rows)
-    return figures, rows
 
 
 def format_table(figures: dict[str, float], rows: list[dict]) -> str:

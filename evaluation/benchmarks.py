@@ -15,12 +15,28 @@ from typing import Callable
 
 import numpy as np
 
-from config import Config
-from dataloaders.eval_datasets import EvalSequence, davis_sequences, folder_sequences, video_folder_sequences
+from config import TEST_SETS, Config
+from evaluation.datasets import (
+    EvalSequence,
+    davis_sequences,
+    folder_sequences,
+    video_folder_sequences,
+)
+from evaluation.metrics import (
+    davis_figures,
+    format_table,
+    score_pairs,
+    write_csv,
+    write_davis_csvs,
+)
+from evaluation.saliency import (
+    dataset_saliency,
+    read_probability,
+    read_saliency_gt,
+    sequence_saliency,
+)
 from utils.errors import DataError, MissingFileError
 from utils.image_io import read_binary_mask
-from utils.metrics import davis_figures, format_table, score_pairs, write_csv, write_davis_csvs
-from utils.saliency import dataset_saliency, read_probability, read_saliency_gt, sequence_saliency
 
 log = logging.getLogger("lsta.eval")
 PROBABILITIES = "probabilities"  # <results>/probabilities/<seq>/<frame>.png, 8-bit
@@ -62,6 +78,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("youtubevos", "DIR_YTB_EVAL", _folder("YouTube-VOS valid"), "none", "none",
               "masks in the submission layout (no public ground truth)", submission=True),
 ]}
+if tuple(BENCHMARKS) != TEST_SETS:  # config.TEST_SETS is the one list of names (settings, eval.sh, docs)
+    raise ImportError(f"evaluation.benchmarks defines {tuple(BENCHMARKS)}, config.TEST_SETS lists {TEST_SETS}")
 # `--dataset folder --root DIR`: every video under a folder, scored where it has Annotations/.
 FOLDER = Benchmark("folder", "", lambda cfg, root: video_folder_sequences(root), "annotated", "jf",
                    "J/F, annotated frames")
