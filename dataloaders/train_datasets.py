@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from config import Config
 from dataloaders.layouts import davis_frames, davis_split_names, require_dir
-from dataloaders.transforms import augment
+from dataloaders.transforms import Augmentation, augment
 from utils.errors import DataError, MissingFileError
 from utils.image_io import read_image, read_mask, use_one_opencv_thread
 
@@ -66,10 +66,7 @@ class VideoTrainDataset(Dataset):
         self.num_current = cfg.DATA_CURR_SEQ_LEN
         self.reverse = cfg.DATA_RANDOM_REVERSE_SEQ
         self.skip_bad = cfg.DATA_SKIP_BAD_SAMPLES
-        self.augment_args = dict(crop=tuple(cfg.DATA_RANDOMCROP), flip=cfg.DATA_RANDOMFLIP,
-                                 min_scale=cfg.DATA_MIN_SCALE_FACTOR, max_scale=cfg.DATA_MAX_SCALE_FACTOR,
-                                 short_edge=cfg.DATA_SHORT_EDGE_LEN, crop_tries=cfg.DATA_MAX_CROP_STEPS,
-                                 scale_reference=1)
+        self.augmentation = Augmentation.from_config(cfg)
 
     def __len__(self) -> int:
         return len(self.videos) * self.repeat
@@ -128,7 +125,7 @@ class VideoTrainDataset(Dataset):
             if image.shape[:2] != m.shape:
                 raise DataError(f"mask {video.masks[order[i]]} is {m.shape[1]}x{m.shape[0]} but its frame "
                                  f"{video.images[order[i]]} is {image.shape[1]}x{image.shape[0]}")
-        image_t, ids_t, num_objects = augment(images, masks, rng, **self.augment_args)
+        image_t, ids_t, num_objects = augment(images, masks, rng, self.augmentation, scale_reference=1)
         labels = [(m >= 1).to(torch.uint8) for m in ids_t]
         return {
             "ref_img": image_t[0], "prev_img": image_t[1], "curr_img": image_t[2:],

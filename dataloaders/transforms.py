@@ -6,6 +6,9 @@ All random draws of one sample come from one `np.random.RandomState`, the same f
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import cv2
 import numpy as np
 import torch
@@ -64,11 +67,27 @@ def eval_preprocess(image: np.ndarray, max_size: int = 1040, source: str = "fram
     return normalise(image)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation's settings (DATA_* keys)."""
+    crop: tuple[int, int]           # DATA_RANDOMCROP (h, w)
+    flip: float                     # DATA_RANDOMFLIP
+    scale_range: tuple[float, float]  # DATA_MIN_SCALE_FACTOR, DATA_MAX_SCALE_FACTOR
+    short_edge: int                 # DATA_SHORT_EDGE_LEN
+    crop_tries: int                 # DATA_MAX_CROP_STEPS
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Augmentation":
+        """The augmentation a Config describes."""
+        return cls(tuple(cfg.DATA_RANDOMCROP), cfg.DATA_RANDOMFLIP, (cfg.DATA_MIN_SCALE_FACTOR, cfg.DATA_MAX_SCALE_FACTOR),
+                   cfg.DATA_SHORT_EDGE_LEN, cfg.DATA_MAX_CROP_STEPS)
+
+
 def random_scale(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState,
-                 min_factor: float, max_factor: float, short_edge: int,
+                 scale_range: tuple[float, float], short_edge: int,
                  reference_index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Resize all frames by U(min,max) · short_edge / (short edge of frame `reference_index`)."""
-    scale = rng.uniform(min_factor, max_factor) * short_edge / min(images[reference_index].shape[:2])
+    scale = rng.uniform(*scale_range) * short_edge / min(images[reference_index].shape[:2])
     images = [cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for im in images]
     masks = [cv2.resize(m, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for m in masks]
     return images, masks
@@ -102,16 +121,16 @@ def balanced_random_crop(images: list[np.ndarray], masks: list[np.ndarray], rng:
     return images, [lookup[m] for m in masks], len(kept)
 
 
-def augment(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState, *,
-            crop: tuple[int, int], flip: float, min_scale: float, max_scale: float, short_edge: int,
-            crop_tries: int, scale_reference: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+def augment(images: list[np.ndarray], masks: list[np.ndarray], rng: np.random.RandomState, settings: Augmentation,
+            scale_reference: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
     """The training chain on one sample (frame 0 = reference): scale, balanced crop, flip, resize, tensor.
 
     Returns normalised image tensors (3,H,W), id-map tensors (1,H,W) uint8, and the object count K.
     """
-    images, masks = random_scale(images, masks, rng, min_scale, max_scale, short_edge, scale_reference)
-    images, masks, num_objects = balanced_random_crop(images, masks, rng, crop, crop_tries)
-    if rng.rand() < flip:
+    crop = settings.crop
+    images, masks = random_scale(images, masks, rng, settings.scale_range, settings.short_edge, scale_reference)
+    images, masks, num_objects = balanced_random_crop(images, masks, rng, crop, settings.crop_tries)
+    if rng.rand() < settings.flip:
         images = [im[:, ::-1] for im in images]
         masks = [m[:, ::-1] for m in masks]
     if images[0].shape[:2] != tuple(crop):

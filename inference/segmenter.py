@@ -52,25 +52,39 @@ def default_encode_batch(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a video is segmented: the window, the size cap, frames per encoder call, test-time views."""
+    window: int = 11                       # MODEL_MAX_MEM
+    max_size: int = 1040                   # TEST_MAX_SIZE
+    encode_batch: int = 0                  # TEST_ENCODE_BATCH (0: 4 on GPU, 1 on CPU)
+    flip: bool = False                     # TEST_FLIP
+    scales: Sequence[float] = (1.0,)       # TEST_MULTISCALE
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "InferenceOptions":
+        """The options a Config describes."""
+        return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP, tuple(cfg.TEST_MULTISCALE))
+
+
 class VideoSegmenter:
     """An LSTA model with the authors' inference schedule; `segment()` streams a video's results."""
 
-    def __init__(self, model: LSTA, window: int = 11, max_size: int = 1040, encode_batch: int = 0,
-                 flip: bool = False, scales: Sequence[float] = (1.0,), device: torch.device | str | None = None,
+    def __init__(self, model: LSTA, options: InferenceOptions = InferenceOptions(),
+                 device: torch.device | str | None = None,
                  measure: Callable[[str], ContextManager] | None = None) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        self.window, self.max_size = window, max_size
-        self.encode_batch = encode_batch or default_encode_batch(self.device)
-        self.views = [View(float(s), f) for s in scales for f in ((False, True) if flip else (False,))]
+        self.window, self.max_size = options.window, options.max_size
+        self.encode_batch = options.encode_batch or default_encode_batch(self.device)
+        self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.measure = measure or (lambda _: contextlib.nullcontext())
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
                     measure: Callable[[str], ContextManager] | None = None) -> "VideoSegmenter":
         """A segmenter with the config's window, size cap, batch and test-time augmentation."""
-        return cls(model, cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
-                   cfg.TEST_MULTISCALE, device, measure)
+        return cls(model, InferenceOptions.from_config(cfg), device, measure)
 
     @classmethod
     def from_checkpoint(cls, path: str, cfg: Config | None = None, device: torch.device | str | None = None,

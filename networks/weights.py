@@ -15,6 +15,7 @@ from networks.lsta import LSTA, ModelArgs
 from utils.checkpoint import (
     CheckpointError,
     LoadReport,
+    LoadRule,
     load_state,
     read_checkpoint,
     state_dict_of,
@@ -71,7 +72,7 @@ def load_into(model: LSTA, ckpt: Any, path: str) -> LoadReport:
         raise CheckpointError(f"{path} is a {recorded.describe()} model; it cannot load into a "
                               f"{model.args.describe()} model")
     try:
-        return load_state(model, state, WHAT, path, min_fraction=1.0, allow_unexpected=False)
+        return load_state(model, state, WHAT, path, LoadRule(min_fraction=1.0, allow_unexpected=False))
     except CheckpointError as err:
         raise CheckpointError(f"{err}; the model here is {model.args.describe()}") from None
 
@@ -97,23 +98,25 @@ def load_pretrained(model: nn.Module, path: str) -> LoadReport:
         if recorded is not None and isinstance(model, LSTA) and recorded != model.args:
             raise CheckpointError(f"PRETRAIN_MODEL {path} is a {recorded.describe()} model; it cannot initialise a "
                                   f"{model.args.describe()} model")
-        return load_state(model, state, "LSTA weights (PRETRAIN_MODEL)", path, min_fraction=0.9)
+        return load_state(model, state, "LSTA weights (PRETRAIN_MODEL)", path)
     has = lambda prefix: any(n.startswith(prefix) for n in names)  # noqa: E731
     if has("backbone.") and has("aspp."):
         what = "DeepLabv3+ encoder (CFBI format)"
         skipped = [n for n in names if n.startswith(_DEEPLAB_SKIP)]
         mapped = {"feature_extractor." + n: v for n, v in state.items() if n not in skipped}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped)
+        return load_state(model, mapped, what, path, LoadRule("feature_extractor.", 0.9, tuple(skipped)))
     if has("backbone.") and (has("classifier.") or has("aux_classifier.")):
         what = "torchvision deeplabv3 backbone"
         skipped = [n for n in names if not n.startswith("backbone.")]
         mapped = {"feature_extractor." + n: v for n, v in state.items() if n.startswith("backbone.")}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
+        return load_state(model, mapped, what, path, LoadRule("feature_extractor.", 0.9, tuple(skipped),
+                                                                "feature_extractor.backbone."))
     if "conv1.weight" in state and has("layer1."):
         what = "torchvision ImageNet ResNet backbone"
         skipped = [n for n in names if n.startswith("fc.")]
         mapped = {"feature_extractor.backbone." + n: v for n, v in state.items() if not n.startswith("fc.")}
-        return load_state(model, mapped, what, path, "feature_extractor.", 0.9, skipped, "feature_extractor.backbone.")
+        return load_state(model, mapped, what, path, LoadRule("feature_extractor.", 0.9, tuple(skipped),
+                                                                "feature_extractor.backbone."))
     raise CheckpointError(f"{what} {path} is in no known format: expected an LSTA checkpoint, CFBI's "
                           f"resnet101-deeplabv3p.pth.tar, torchvision deeplabv3_resnet101 or resnet101 weights")
 
@@ -122,4 +125,4 @@ def load_stm_teacher(model: nn.Module, path: str) -> LoadReport:
     """The official `STM_weights.pth` (`module.` prefixed) into networks.stm.STM."""
     what = "STM teacher weights (MODEL_DISTILLATION_PRETRAINED_TEACHER)"
     state = state_dict_of(read_checkpoint(path, what), path, what)
-    return load_state(model, state, what, path, min_fraction=0.99)
+    return load_state(model, state, what, path, LoadRule(min_fraction=0.99))

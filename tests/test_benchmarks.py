@@ -11,7 +11,7 @@ from PIL import Image
 
 from config import Config
 from evaluation.datasets import folder_sequences, video_folder_sequences
-from inference.segmenter import VideoSegmenter
+from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
 from utils.image_io import read_image
@@ -131,10 +131,10 @@ def test_flip_views_are_mirrors_of_each_other(toy_root, toy_model):
     model, _ = toy_model
     frames = _frames(toy_root, 7)
     mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
-    plain = list(VideoSegmenter(model, window=4).segment(frames))
-    flip = VideoSegmenter(model, window=4, flip=True)
+    plain = list(VideoSegmenter(model, InferenceOptions(window=4)).segment(frames))
+    flip = VideoSegmenter(model, InferenceOptions(window=4, flip=True))
     both, both_mirrored = list(flip.segment(frames)), list(flip.segment(mirrored))
-    plain_mirrored = list(VideoSegmenter(model, window=4).segment(mirrored))
+    plain_mirrored = list(VideoSegmenter(model, InferenceOptions(window=4)).segment(mirrored))
     for a, b, p, q in zip(both, both_mirrored, plain, plain_mirrored):
         # Each view has its own memory stream: the flipped view of a video is the plain view of its mirror.
         assert np.allclose(a.probability, (p.probability + q.probability[:, ::-1]) / 2, atol=1e-6)
@@ -143,7 +143,7 @@ def test_flip_views_are_mirrors_of_each_other(toy_root, toy_model):
     # A horizontally symmetric video: both views see the same input, so the flipped view adds only
     # the mirror of the plain view's answer.
     symmetric = [np.ascontiguousarray(np.concatenate([f[:, :108], f[:, :108][:, ::-1]], axis=1)) for f in frames]
-    off = list(VideoSegmenter(model, window=4).segment(symmetric))
+    off = list(VideoSegmenter(model, InferenceOptions(window=4)).segment(symmetric))
     on = list(flip.segment(symmetric))
     for a, b in zip(off, on):
         assert np.allclose(b.probability, (a.probability + a.probability[:, ::-1]) / 2, atol=1e-6)
@@ -152,9 +152,9 @@ def test_flip_views_are_mirrors_of_each_other(toy_root, toy_model):
 def test_multiscale_defaults_and_repeats(toy_root, toy_model):
     model, _ = toy_model
     frames = _frames(toy_root, 6)
-    default = list(VideoSegmenter(model, window=4).segment(frames))
-    same_twice = list(VideoSegmenter(model, window=4, scales=[1.0, 1.0]).segment(frames))
-    scaled = list(VideoSegmenter(model, window=4, scales=[1.0, 0.75, 1.25]).segment(frames))
+    default = list(VideoSegmenter(model, InferenceOptions(window=4)).segment(frames))
+    same_twice = list(VideoSegmenter(model, InferenceOptions(window=4, scales=[1.0, 1.0])).segment(frames))
+    scaled = list(VideoSegmenter(model, InferenceOptions(window=4, scales=[1.0, 0.75, 1.25])).segment(frames))
     for d, s, m in zip(default, same_twice, scaled):
         assert np.allclose(d.probability, s.probability, atol=1e-6)
         assert m.mask.shape == d.mask.shape and m.probability.dtype == np.float32

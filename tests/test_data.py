@@ -22,7 +22,7 @@ from dataloaders.train_datasets import (
 )
 from dataloaders.transforms import eval_preprocess, eval_size
 from evaluation.datasets import davis_sequences
-from inference.segmenter import VideoSegmenter
+from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import shared_path
 from tests.test_lsta_model import small_cfg
@@ -192,7 +192,7 @@ def test_mask_size_and_truncated_image(damaged):
     with pytest.raises(ValueError, match="00000.png is 50x40 but its frame .*00000.jpg is 216x120"):
         davis_sequences(davis, "2016")
     with pytest.raises(ValueError, match="00001.jpg"):
-        list(VideoSegmenter(LSTA.from_config(small_cfg()), window=3).segment(video.images[:3]))
+        list(VideoSegmenter(LSTA.from_config(small_cfg()), InferenceOptions(window=3)).segment(video.images[:3]))
 
 
 def test_skip_bad_samples_option(damaged):

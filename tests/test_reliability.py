@@ -3,6 +3,7 @@
 Each case runs the product as a user would (eval.py / train.py in a subprocess, or the Python API)
 and checks the one line it prints and what is left on disk.
 """
+import argparse
 import json
 import os
 import shutil
@@ -16,17 +17,22 @@ import pytest
 import torch
 from PIL import Image
 
-from config import Config
+from config import Config, ConfigError, config_error_lines, load_config
+from dataloaders.train_datasets import youtubevos_videos
 from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
 from evaluation.results_folder import LOCK, MANIFEST, RECORD
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
+from training.launch import train
 from utils.checkpoint import save_checkpoint
+from utils.distributed import DistInfo
+from utils.errors import DataError
 from utils.folder_lock import FolderLock
 from utils.image_io import write_grey_png, write_palette_png
 
 TOY_EVAL = ["MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
+CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 
 
 def run(script, *args, timeout=300, **kwargs):
@@ -66,15 +72,21 @@ def eval_davis(davis, weights, out, *extra, opts=()):
 
 # ---- names ----
 
-@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs_seq", "toy-val-00/../toy-val-01", "a/b", ".."])
-def test_a_listed_sequence_name_must_be_a_name(davis_copy, toy_weights, tmp_path, name):
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs_seq", "toy-val-00/../toy-val-01", "a/b", "..", "."])
+def test_a_listed_sequence_name_must_be_a_name(davis_copy, name):
+    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text(f"toy-val-00\n{name}\n")
+    with pytest.raises(DataError) as err:
+        BENCHMARKS["davis2016"].read(Config(), str(davis_copy))
+    assert repr(name) in str(err.value) and "val.txt" in str(err.value)
+
+
+def test_a_climbing_name_writes_nothing(davis_copy, toy_weights, tmp_path):
     # Before: a name climbing out of the results folder wrote masks over the ground truth, then
     # scored them against themselves (J 100.0, exit 0).
-    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text(f"toy-val-00\n{name}\n")
+    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text("toy-val-00\n../../Annotations/480p/toy-val-00\n")
     before = files_under(davis_copy)
-    out = eval_davis(davis_copy, toy_weights, tmp_path / "res")
-    line = one_error_line(out)
-    assert repr(name) in line and "val.txt" in line
+    line = one_error_line(eval_davis(davis_copy, toy_weights, tmp_path / "res"))
+    assert "val.txt" in line
     assert files_under(davis_copy) == before  # ground truth untouched
     assert not os.path.exists(tmp_path / "res") or not os.listdir(tmp_path / "res")
 
@@ -83,9 +95,8 @@ def test_fbms_split_names_and_results_inside_the_data_are_refused(toy_root, toy_
     fbms = tmp_path / "FBMS"
     shutil.copytree(os.path.join(toy_root, "FBMS"), fbms)
     (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n../../../x\n")
-    out = run("eval.py", "--dataset", "fbms", "--ckpt_path", toy_weights, "--out", str(tmp_path / "r"),
-              "--opts", "DIR_FBMS", str(fbms), *TOY_EVAL)
-    assert "'../../../x'" in one_error_line(out)
+    with pytest.raises(DataError, match="'../../../x'"):
+        BENCHMARKS["fbms"].read(Config(), str(fbms))
     # Results written into the folder the frames and ground truth are read from: refused.
     (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n")
     before = files_under(fbms)
@@ -389,23 +400,28 @@ def test_an_unusable_run_folder_is_one_line_and_leaves_no_lock(toy_root, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["log"]
 
 
+def _config_error(*, exp_name=None, opts=()) -> str:
+    args = argparse.Namespace(preset="toy", exp_name=exp_name, opts=list(opts), print_config=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(args)
+    return config_error_lines(err.value)
+
+
 @pytest.mark.parametrize("opts, key", [
     (["PRETRAIN_PARTIAL_ENCODER", "bogus"], "PRETRAIN_PARTIAL_ENCODER"),
     (["TRAIN_LR", "inf"], "TRAIN_LR"),
     (["TRAIN_LR", "1e999"], "TRAIN_LR"),
     (["TEST_DATASET_SPLIT", "../val"], "TEST_DATASET_SPLIT"),
 ])
-def test_settings_rules(opts, key, tmp_path):
-    out = run("train.py", "--preset", "toy", "--opts", "DIR_ROOT", str(tmp_path), *opts)
-    assert one_error_line(out).startswith(f"config error: {key}")
-    assert os.listdir(tmp_path) == []
+def test_settings_rules(opts, key):
+    line = _config_error(opts=opts)
+    assert line.startswith(f"config error: {key}") and "\n" not in line
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b"])
-def test_exp_name_is_a_plain_name(name, tmp_path):
-    out = run("train.py", "--preset", "toy", "--exp_name", name, "--opts", "DIR_ROOT", str(tmp_path))
-    assert one_error_line(out).startswith("config error: EXP_NAME")
-    assert os.listdir(tmp_path) == []
+def test_exp_name_is_a_plain_name(name):
+    line = _config_error(exp_name=name)
+    assert line.startswith("config error: EXP_NAME") and "\n" not in line
 
 
 @pytest.mark.parametrize("key, value", [("DEVICE", 0), ("TRAIN_LR", "fast"), ("DATA_WORKERS", 1.5),
@@ -420,33 +436,34 @@ def test_values_edited_into_config_py_are_checked_by_key(key, value):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
-def test_cuda_without_a_gpu_is_a_config_error(tmp_path):
-    out = run("train.py", "--preset", "toy", "--opts", "DEVICE", "cuda", "DIR_ROOT", str(tmp_path))
-    assert one_error_line(out).startswith("config error: DEVICE")
+def test_cuda_without_a_gpu_is_a_config_error():
+    assert _config_error(opts=["DEVICE", "cuda"]).startswith("config error: DEVICE")
 
 
 def test_broken_youtubevos_layouts_are_one_line(toy_root, tmp_path):
     ytb = tmp_path / "data" / "YTB" / "train"
     shutil.copytree(os.path.join(toy_root, "YTB", "train"), ytb)
     shutil.copytree(os.path.join(toy_root, "DAVIS"), tmp_path / "data" / "DAVIS")
-    base = ["--preset", "toy", "--opts", "DIR_DATA", str(tmp_path / "data"), "DIR_ROOT", str(tmp_path),
-            "TRAIN_TOTAL_STEPS", "1", "TRAIN_WARM_UP_STEPS", "0", "DATA_WORKERS", "0"]
-    (ytb / "Annotations" / "stray.txt").write_text("not a video")
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.apply_opts(["DIR_DATA", str(tmp_path / "data"), "DIR_ROOT", str(tmp_path), "TRAIN_TOTAL_STEPS", "1",
+                    "TRAIN_WARM_UP_STEPS", "0", "DATA_WORKERS", "0"])
     meta = json.loads((ytb / "meta.json").read_text())
-    for broken in ({"no_videos": 1}, {"videos": []}, {"videos": {"v": {"objects": []}}}):
-        (ytb / "meta.json").write_text(json.dumps(broken))
-        out = run("train.py", *base)
-        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    for broken in ({"no_videos": 1}, {"videos": []}, {"videos": {"v": {"objects": []}}}, "{not json"):
+        (ytb / "meta.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        assert train(cfg, CPU) == 1
         error = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())["error"]
         assert "meta.json" in error and "\n" not in error
-    (ytb / "meta.json").write_text(json.dumps(meta))
-    out = run("train.py", *base)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # Without meta.json the videos are listed from Annotations/, where a stray file is not a video.
+    os.remove(ytb / "meta.json")
+    (ytb / "Annotations" / "stray.txt").write_text("not a video")
+    assert [v.name for v in youtubevos_videos(str(ytb))] == sorted(meta["videos"])
 
 
-def test_empty_davis_split_is_one_line(davis_copy, toy_weights, tmp_path):
+def test_empty_davis_split_is_one_line(davis_copy):
     (davis_copy / "ImageSets" / "2016" / "val.txt").write_text("\n")
-    assert "lists no sequences" in one_error_line(eval_davis(davis_copy, toy_weights, tmp_path / "r"))
+    with pytest.raises(DataError, match="lists no sequences"):
+        BENCHMARKS["davis2016"].read(Config(), str(davis_copy))
 
 
 def test_ctrl_c_in_eval_is_one_line_and_resumable(davis_copy, toy_weights, tmp_path):

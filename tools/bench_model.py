@@ -81,11 +81,11 @@ def memory_run(frames: int) -> dict:
     """Peak RSS of streaming `frames` toy frames through VideoSegmenter (run in its own process)."""
     import numpy as np
 
-    from inference.segmenter import VideoSegmenter
+    from inference.segmenter import InferenceOptions, VideoSegmenter
     cfg = Config()
     cfg.apply_preset("toy")
     torch.manual_seed(0)
-    segmenter = VideoSegmenter(LSTA.from_config(cfg), window=11, device="cpu")
+    segmenter = VideoSegmenter(LSTA.from_config(cfg), InferenceOptions(window=11), device="cpu")
     rng = np.random.RandomState(0)
     base = rng.randint(0, 255, (120, 216, 3)).astype(np.uint8)
     stream = (np.roll(base, t, axis=1) for t in range(frames))

@@ -64,8 +64,9 @@ def _background(rng: np.random.RandomState, h: int, w: int, palette: np.ndarray)
     return cv2.GaussianBlur(image, (0, 0), 1.5)
 
 
-def _objects(rng: np.random.RandomState, count: int, h: int, w: int, palette: np.ndarray,
+def _objects(rng: np.random.RandomState, count: int, size: tuple[int, int], palette: np.ndarray,
              leaves_view: bool, frames: int) -> list[_Object]:
+    h, w = size
     objects = []
     for index in range(count):
         centre = np.array([rng.uniform(0.3, 0.7) * h, rng.uniform(0.2 + 0.3 * index / max(count, 1), 0.8) * w])
@@ -88,7 +89,7 @@ def _render_video(rng: np.random.RandomState, spec: ToySpec, frames: int, num_ob
     margin = 3 * frames + 8
     background = _background(rng, h + 2 * margin, w + 2 * margin, palette)
     bg_velocity = rng.uniform(-1.5, 1.5, size=2)
-    objects = _objects(rng, num_objects, h, w, palette, leaves_view, frames)
+    objects = _objects(rng, num_objects, (h, w), palette, leaves_view, frames)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     images, masks = [], []
     for t in range(frames):
@@ -152,18 +153,27 @@ def write_youtubevos(out: str, spec: ToySpec, seed: int) -> None:
         json.dump(meta, f, indent=1, sort_keys=True)
 
 
-def _write_video_set(root: str, names: list[str], spec: ToySpec, seed: int, tag: int, frames: int,
-                     annotate: Callable[[int], bool], objects: int = 1, grey: bool = False,
-                     leaves_view: bool = False) -> None:
+@dataclass(frozen=True)
+class VideoSet:
+    """A benchmark's toy videos: random stream `tag`, length, which frames are annotated, how."""
+    tag: int
+    frames: int
+    annotate: Callable[[int], bool]
+    objects: int = 1
+    grey: bool = False          # 0/255 grey ground truth (saliency sets) instead of palette PNGs
+    leaves_view: bool = False   # the first video's object leaves the view
+
+
+def _write_video_set(root: str, names: list[str], spec: ToySpec, seed: int, videos: VideoSet) -> None:
     """Videos in the folder layout: JPEGImages/<name>/<t>.jpg, Annotations/<name>/<t>.png where `annotate(t)`."""
     for index, name in enumerate(names):
-        rng = np.random.RandomState([seed, tag, index])
-        images, masks = _render_video(rng, spec, frames, objects, leaves_view and index == 0)
+        rng = np.random.RandomState([seed, videos.tag, index])
+        images, masks = _render_video(rng, spec, videos.frames, videos.objects, videos.leaves_view and index == 0)
         for t, (image, mask) in enumerate(zip(images, masks)):
             write_image(os.path.join(root, "JPEGImages", name, f"{t:05d}.jpg"), image)
-            if annotate(t):
+            if videos.annotate(t):
                 path = os.path.join(root, "Annotations", name, f"{t:05d}.png")
-                if grey:  # saliency sets ship 0/255 grey ground truth
+                if videos.grey:  # saliency sets ship 0/255 grey ground truth
                     write_grey_png(path, (mask > 0).astype(np.uint8) * 255)
                 else:
                     write_palette_png(path, mask)
@@ -175,23 +185,24 @@ def write_benchmarks(out: str, spec: ToySpec, seed: int) -> None:
     # FBMS: sparse annotations, an ImageSets/test.txt; the first video's object leaves the view, so
     # its last annotated frames have empty ground truth.
     fbms = ["toyfbms01", "toyfbms02"]
-    _write_video_set(os.path.join(out, "FBMS"), fbms, spec, seed, 10, 2 * n, lambda t: t % 3 == 0, leaves_view=True)
+    _write_video_set(os.path.join(out, "FBMS"), fbms, spec, seed, VideoSet(10, 2 * n, lambda t: t % 3 == 0,
+                                                                            leaves_view=True))
     _write_lines(os.path.join(out, "FBMS", "ImageSets", "test.txt"), fbms)
     # YouTube-Objects as distributed (JPEGImages/<class>/<video>/) and flat (<class><number>).
     yto = ["aeroplane/0001", "aeroplane/0002", "cat/0001"]
-    _write_video_set(os.path.join(out, "YTO"), yto, spec, seed, 11, n, lambda t: t % 2 == 0, leaves_view=True)
-    _write_video_set(os.path.join(out, "YTO_flat"), [v.replace("/", "") for v in yto], spec, seed, 11, n,
-                     lambda t: t % 2 == 0, leaves_view=True)
-    _write_video_set(os.path.join(out, "LongVideos"), ["toylong01", "toylong02"], spec, seed, 12, 2 * n,
-                     lambda t: t % 4 == 0)
-    _write_video_set(os.path.join(out, "SegTrackv2"), ["toyst01", "toyst02"], spec, seed, 13, n, lambda t: True,
-                     objects=2)
+    yto_set = VideoSet(11, n, lambda t: t % 2 == 0, leaves_view=True)
+    _write_video_set(os.path.join(out, "YTO"), yto, spec, seed, yto_set)
+    _write_video_set(os.path.join(out, "YTO_flat"), [v.replace("/", "") for v in yto], spec, seed, yto_set)
+    _write_video_set(os.path.join(out, "LongVideos"), ["toylong01", "toylong02"], spec, seed,
+                     VideoSet(12, 2 * n, lambda t: t % 4 == 0))
+    _write_video_set(os.path.join(out, "SegTrackv2"), ["toyst01", "toyst02"], spec, seed,
+                     VideoSet(13, n, lambda t: True, objects=2))
     for tag, name in ((14, "ViSal"), (15, "DAVSOD")):
-        _write_video_set(os.path.join(out, name), [f"toy{name.lower()}01", f"toy{name.lower()}02"], spec, seed, tag,
-                         n, lambda t: True, grey=True)
+        _write_video_set(os.path.join(out, name), [f"toy{name.lower()}01", f"toy{name.lower()}02"], spec, seed,
+                         VideoSet(tag, n, lambda t: True, grey=True))
     # YouTube-VOS valid: every frame, the first frame's mask only (unused: unsupervised).
-    _write_video_set(os.path.join(out, "YTB", "valid"), ["toyytbv01", "toyytbv02"], spec, seed, 16, n,
-                     lambda t: t == 0)
+    _write_video_set(os.path.join(out, "YTB", "valid"), ["toyytbv01", "toyytbv02"], spec, seed,
+                     VideoSet(16, n, lambda t: t == 0))
     # Your own videos: a folder of frames and a video file.
     images, _ = _render_video(np.random.RandomState([seed, 17, 0]), spec, n, 1, False)
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)

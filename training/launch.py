@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -67,7 +68,7 @@ def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bo
             checkpointer.remove_stale_temporaries()
             folder.write_settings(cfg)
             folder.write_record(fingerprint=fingerprint(cfg))
-        code = _run(cfg, info, folder, checkpointer, log, summary, stop_step)
+        code = _run(cfg, info, RunContext(folder, checkpointer, log, summary), stop_step)
     except (*USER_ERRORS, torch.OutOfMemoryError) as err:
         message = (out_of_memory_message(err, OUT_OF_MEMORY_ADVICE) if isinstance(err, torch.OutOfMemoryError)
                    else user_message(err))
@@ -86,8 +87,17 @@ def train(cfg: Config, info: DistInfo, stop_step: int | None = None, restart: bo
     return code
 
 
-def _run(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpointer, log: logging.Logger,
-         summary: RunSummary, stop_step: int | None) -> int:
+@dataclass
+class RunContext:
+    """What a run works with besides its settings: its folder, checkpoints, log and summary."""
+    folder: RunFolder
+    checkpointer: Checkpointer
+    log: logging.Logger
+    summary: RunSummary
+
+
+def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) -> int:
+    folder, checkpointer, log, summary = run.folder, run.checkpointer, run.log, run.summary
     stop = StopRequest(lambda name: log.warning(f"received {name}: saving a checkpoint after this step"))
     try:
         check_source_unchanged(cfg, folder, log)

@@ -28,7 +28,7 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from utils.errors import UserError
+from utils.errors import SettingError, UserError
 from utils.files import file_digest, write_json
 from utils.folder_lock import FolderLock
 
@@ -138,7 +138,7 @@ class Checkpointer:
 
     def __init__(self, folder: str, keep: int, log: logging.Logger | None = None) -> None:
         if keep < 1:
-            raise UserError(f"TRAIN_MAX_KEEP_CKPT must be at least 1, got {keep}")
+            raise SettingError(f"TRAIN_MAX_KEEP_CKPT must be at least 1, got {keep}")
         self.folder, self.keep = folder, keep
         self.log = log or logging.getLogger(__name__)
         self._verified: dict[str, tuple[int, int]] = {}  # path → (size, mtime_ns) when verified

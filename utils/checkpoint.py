@@ -122,17 +122,27 @@ def state_dict_of(obj: Any, path: str, what: str) -> dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path: str,
-               scope: str = "", min_fraction: float = 0.9, skipped: list[str] | None = None,
-               required: str | None = None, allow_unexpected: bool = True) -> LoadReport:
-    """Load matching entries of `state` into `model`, reporting on the part `scope` as a whole.
+@dataclass(frozen=True)
+class LoadRule:
+    """What a load must achieve: the part it reports on, how much of it must load, what it may leave."""
+    scope: str = ""                  # report on the model's entries under this prefix
+    min_fraction: float = 0.9        # of the entries under `required` (default: `scope`) that must load
+    skipped: tuple[str, ...] = ()    # file entries known to have no counterpart
+    required: str | None = None
+    allow_unexpected: bool = True    # False: a file entry the model lacks, or of another shape, is an error
 
-    Fails when under `min_fraction` of the entries under `required` (default: `scope`) load, or,
-    without `allow_unexpected`, when the file holds entries the model lacks or has in another shape.
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path: str,
+               rule: LoadRule = LoadRule()) -> LoadReport:
+    """Load matching entries of `state` into `model`, reporting on the part `rule.scope` as a whole.
+
+    Fails when under `rule.min_fraction` of the entries under `rule.required` load, or, without
+    `rule.allow_unexpected`, when the file holds entries the model lacks or has in another shape.
     The report goes to the `lsta.checkpoint` log.
     """
+    scope, min_fraction, required = rule.scope, rule.min_fraction, rule.required
     target = model.state_dict()
-    report = LoadReport(what, path, skipped=list(skipped or []))
+    report = LoadReport(what, path, skipped=list(rule.skipped))
     loadable = {}
     for name, tensor in state.items():
         if name not in target:
@@ -152,7 +162,7 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
         raise CheckpointError(f"{what} {path} matches too little of the model: "
                               f"{len(found)} of {len(needed)} entries{' under ' + required if required else ''}"
                               f" ({len(report.mismatched)} of another shape, {len(report.unexpected)} unknown)")
-    if not allow_unexpected and (report.unexpected or report.mismatched):
+    if not rule.allow_unexpected and (report.unexpected or report.mismatched):
         first = (report.unexpected + report.mismatched)[0]
         raise CheckpointError(f"{what} {path} does not fit the model: {len(report.unexpected)} entries it lacks and "
                               f"{len(report.mismatched)} of another shape (e.g. {first})")
