@@ -22,7 +22,9 @@ import sys
 import torch
 
 from config import ConfigError, add_config_args, config_error_lines, load_config
+from evaluation.benchmarks import format_summary
 from evaluation.evaluate import evaluate
+from utils.distributed import cleanup, init_distributed
 from utils.errors import UserError, out_of_memory_message, user_message
 from utils.logger import setup_logger
 
@@ -60,9 +62,10 @@ def main() -> None:
     if args.print_config:
         print(cfg)
         return
-    setup_logger("eval", None)
+    world = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
+    setup_logger("eval", None, world.is_main)
     try:
-        evaluate(cfg, args)
+        results = evaluate(cfg, args, world)
     except (UserError, OSError) as err:  # what the user can fix: one line; anything else keeps its traceback
         sys.exit(f"error: {user_message(err)}")
     except torch.OutOfMemoryError as err:
@@ -71,6 +74,12 @@ def main() -> None:
         print("error: interrupted; the results folder keeps the sequences that were finished: rerun with --resume "
               "to complete it, or --overwrite to redo it", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        cleanup()
+    for result in results:  # the per-sequence tables, then the headline figures
+        print(result.table)
+    if results:
+        print(format_summary(results))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from evaluation.benchmarks import (
     Benchmark,
     BenchmarkResult,
     check_scorable,
-    format_summary,
     mask_folder,
     scorable,
     score,
@@ -31,10 +30,12 @@ from evaluation.benchmarks import (
 from evaluation.datasets import EvalSequence
 from evaluation.metrics import write_csv
 from evaluation.results_folder import ResultsFolder, inside
+from evaluation.sharding import on_every_rank, on_main_then_share, shares
 from inference.results import ResultWriter
 from inference.segmenter import VideoSegmenter
 from networks.weights import load_lsta
 from utils.checkpoint import CheckpointError, checkpoints_newest_first, read_checkpoint
+from utils.distributed import DistInfo
 from utils.errors import MissingFileError, SettingError, UserError
 from utils.files import file_digest, write_json
 from utils.image_io import DamagedVideoError, read_binary_mask, read_image, video_fps
@@ -167,7 +168,7 @@ def _mode(args: argparse.Namespace) -> str:
     return "overwrite" if args.overwrite else "resume" if args.resume else "new"
 
 
-def score_only(cfg: Config, args: argparse.Namespace) -> None:
+def score_only(cfg: Config, args: argparse.Namespace) -> list[BenchmarkResult]:
     """Score existing results of one benchmark (--score_only RESULTS_DIR)."""
     chosen = benchmarks_to_run(args.dataset or cfg.TEST_DATASET, cfg, args.root)
     if len(chosen) != 1:
@@ -179,16 +180,21 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
                            f"meant for upload or for looking at")
     if not os.path.isdir(args.score_only):
         raise MissingFileError(f"--score_only: results folder {args.score_only} not found")
-    result = score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)
-    print(result.table)
-    print(format_summary([result]))
+    return [score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)]
 
 
-def evaluate(cfg: Config, args: argparse.Namespace) -> None:
-    """Run eval.py's command: benchmarks (--dataset) or one video (--video), then score and tabulate."""
+def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[BenchmarkResult]:
+    """Run eval.py's command: benchmarks (--dataset) or one video (--video), then score and tabulate.
+
+    Under torchrun (`world` of several processes) each rank segments its share of the sequences
+    (evaluation/sharding.py); rank 0 owns the results folders and writes the tables. Returns the
+    scored benchmarks (on rank 0; nothing for --video and on the other ranks).
+    """
     if args.max_side is not None and args.max_side < MIN_FRAME_SIDE:
         raise SettingError(f"--max_side {args.max_side} is below {MIN_FRAME_SIDE}, the smallest frame side the "
                            f"network accepts")
+    if world.world_size > 1 and (args.score_only or args.video):
+        raise SettingError("--score_only and --video run in one process: start eval.py without torchrun")
     if args.score_only:
         return score_only(cfg, args)
     mode = _mode(args)
@@ -199,7 +205,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         bench = scorable(bench, sequences)
         check_scorable(bench, sequences)
         data.append((bench, sequences, root))
-    device = torch.device(f"cuda:{cfg.DEVICE_ID}" if str(cfg.DEVICE) == "cuda" else cfg.DEVICE)
+    device = world.device
     precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
     ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
     if args.video:
@@ -233,33 +239,40 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
             folder.close()
         log.info(f"overlay video: {os.path.join(folder.path, 'overlay.mp4')}")
         report_speed(timer, device, precision, len(segmenter.views))
-        return
+        return []
     results: list[BenchmarkResult] = []
     for (bench, sequences, _), folder in zip(data, folders):
         masks_of = {s.name: [os.path.join(mask_folder(bench, folder.path, s.name), n + ".png") for n in s.frame_names]
                     for s in sequences if s.images}
-        folder.open(mode, {**record, "benchmark": bench.name}, masks_of)
+        # Rank 0 takes the folder (lock, record, --overwrite/--resume); every rank learns what is done.
+        done = on_main_then_share(world, lambda: sorted(folder.open(mode, {**record, "benchmark": bench.name},
+                                                                    masks_of)))
+        folder.join(set(done))
+        mine = shares([s for s in sequences if s.name not in folder.done], world.world_size)[world.rank]
         try:
-            if timer.frames == 0 and sequences[0].images:
-                segmenter.warm_up(read_image(sequences[0].images[0]))
+            if timer.frames == 0 and mine and mine[0].images:
+                segmenter.warm_up(read_image(mine[0].images[0]))
             saliency = args.saliency or bench.metrics == "saliency"
-            run_benchmark(cfg, segmenter, Job(bench, sequences, folder), saliency or args.save_probs, args.overlays,
-                          timer)
+            on_every_rank(world, lambda: run_benchmark(cfg, segmenter, Job(bench, mine, folder),
+                                                       saliency or args.save_probs, args.overlays, timer))
+            if not world.is_main:
+                continue
             result = score(bench, sequences, folder.path, cfg.TEST_DATASET_SPLIT, args.saliency)
             _finish(cfg, folder, ckpt_path, bench.name, result.files)
         finally:
             folder.close()
         results.append(result)
-        print(result.table)
         log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}")
     report_speed(timer, device, precision, len(segmenter.views))
-    print(format_summary(results))
+    if not world.is_main:
+        return []
     if len(results) > 1:
         summary = os.path.join(args.out or cfg.DIR_EVALUATION, f"summary-{tag}.csv")
         write_csv(summary, ["benchmark", "measure", "figure", "value"],
                   [{"benchmark": r.name, "measure": r.label, "figure": k, "value": v}
                    for r in results for k, v in r.headline.items()])
         log.info(f"summary: {summary}")
+    return results
 
 
 def _finish(cfg: Config, folder: ResultsFolder, ckpt_path: str, benchmark: str, files: list[str]) -> None:

@@ -85,6 +85,10 @@ class ResultsFolder:
             self.lock.release(remove=True)
             raise
 
+    def join(self, done: set[str]) -> None:
+        """For the other ranks of a sharded evaluation: write into the folder rank 0 has taken."""
+        self.done = set(done)
+
     def add_files(self, paths: list[str], done: str | None = None) -> None:
         """Record files this evaluation wrote (every one must lie inside the folder), then `done <sequence>`."""
         lines = []
@@ -96,9 +100,9 @@ class ResultsFolder:
             lines.append(f"done {done}\n")
             self.done.add(done)
         path = os.path.join(self.path, MANIFEST)
-        try:
+        try:  # one write per call: lines of several ranks appending at once do not interleave
             with open(path, "a") as f:
-                f.writelines(lines)
+                f.write("".join(lines))
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:

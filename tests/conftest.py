@@ -1,11 +1,13 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
 
+import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from PIL import Image
 
 from tools.make_toy_data import make_toy_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -23,6 +25,21 @@ def shared_path(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"{path} not present (../shared exists only in the development workplace)")
     return path
+
+
+def davis_j_mean(results, davis, sequences) -> float:
+    """The DAVIS-2016 J-Mean of the masks under `results`, written out independently of evaluation/."""
+    means = []
+    for seq in sequences:
+        names = sorted(os.listdir(os.path.join(davis, "Annotations/480p", seq)))[1:-1]
+        values = []
+        for name in names:
+            gt = np.array(Image.open(os.path.join(davis, "Annotations/480p", seq, name))) > 0
+            pred = np.array(Image.open(os.path.join(results, seq, name))) > 0
+            union = (gt | pred).sum()
+            values.append(1.0 if union == 0 else (gt & pred).sum() / union)
+        means.append(np.mean(values))
+    return float(np.mean(means))
 
 
 @pytest.fixture(scope="session")
