@@ -113,7 +113,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # The settings a run folder's checkpoints depend on: resuming under other values would silently
-# continue another experiment, so train.py refuses (see utils/run_folder.py).
+# continue another experiment, so training refuses (see training/run_record.py).
 FINGERPRINT_KEYS = (
     "MODEL_BACKBONE", "MODEL_OUTPUT_STRIDE", "MODEL_ASPP_OUTDIM", "MODEL_SHORTCUT_DIM",
     "MODEL_SEMANTIC_EMBEDDING_DIM", "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER",
