@@ -54,9 +54,18 @@ class Job:
     folder: ResultsFolder
 
 
+# Settings a checkpoint's record supplies when the command line does not: the model's own window
+# and the data it was trained beside (so `eval.py --ckpt_path log/toy/ckpt/save_step_300.pth`
+# evaluates the toy model on the toy data, no preset needed).
+RECORDED_EVAL_KEYS = ("MODEL_MAX_MEM", "DIR_DATA")
+
+
 def resolve_checkpoint(cfg: Config, ckpt_path: str | None) -> tuple[str, str]:
     """(weights file, its tag for the results folder): --ckpt_path, else TEST_CKPT_PATH, else the
-    newest checkpoint of EXP_NAME. The tag is step_<N> for this project's checkpoints, else the file's name."""
+    newest checkpoint of EXP_NAME. The tag is step_<N> for this project's checkpoints, else the file's name.
+
+    Keys of RECORDED_EVAL_KEYS that no preset or --opts set are taken from the checkpoint's record.
+    """
     path = ckpt_path or cfg.TEST_CKPT_PATH
     if not path:
         found = checkpoints_newest_first(cfg.DIR_CKPT)
@@ -72,6 +81,12 @@ def resolve_checkpoint(cfg: Config, ckpt_path: str | None) -> tuple[str, str]:
                               f"(eval.sh's default), or pass --ckpt_path to one of your log/<exp>/ckpt/*.pth") from None
     step = ckpt.get("step") if isinstance(ckpt, dict) else None
     tag = f"step_{step}" if isinstance(step, int) else os.path.splitext(os.path.basename(path))[0]
+    recorded = ckpt.get("config") if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) else {}
+    for key in RECORDED_EVAL_KEYS:
+        if key in recorded and not cfg.given(key) and recorded[key] != getattr(cfg, key):
+            log.info(f"{key} {recorded[key]!r} from {path}'s record (pass --opts {key} ... to override)")
+            cfg.set(key, recorded[key])
+    cfg.validate()
     return path, tag
 
 
@@ -198,6 +213,7 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
     if args.score_only:
         return score_only(cfg, args)
     mode = _mode(args)
+    ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
     chosen = [] if args.video else benchmarks_to_run(args.dataset or cfg.TEST_DATASET, cfg, args.root)
     data = []
     for bench, root in chosen:  # everything read and checked before any model work
@@ -207,7 +223,6 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
         data.append((bench, sequences, root))
     device = world.device
     precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
-    ckpt_path, tag = resolve_checkpoint(cfg, args.ckpt_path)
     if args.video:
         places = [(args.out or os.path.join(cfg.DIR_EVALUATION, os.path.basename(args.video.rstrip("/")), tag),
                    [args.video])]

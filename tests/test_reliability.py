@@ -491,3 +491,19 @@ def test_resume_with_gradients_of_unknown_parameters_is_one_line(toy_root, tmp_p
     assert train(cfg, CPU) == 1
     error = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())["error"]
     assert "not_a_layer" in error and "save_step_0.pth" in error and "\n" not in error
+
+
+def test_a_toy_checkpoint_evaluates_without_a_preset(toy_root, tmp_path):
+    # The checkpoint records its architecture, window and data: `eval.py --ckpt_path X` is enough.
+    cfg = _toy_cfg("resnet18")
+    cfg.apply_opts(["DIR_DATA", toy_root, "MODEL_MAX_MEM", "4"])
+    torch.manual_seed(2)
+    model = LSTA.from_config(cfg)
+    path = str(tmp_path / "save_step_300.pth")
+    save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 300,
+                     "config": cfg.to_dict()}, path)
+    out = run("eval.py", "--ckpt_path", path, "--out", str(tmp_path / "res"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "res" / RECORD).read_text())
+    assert record["model"]["backbone"] == "resnet18" and record["settings"]["DIR_DATA"] == toy_root
+    assert record["settings"]["MODEL_MAX_MEM"] == 4
