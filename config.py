@@ -223,6 +223,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                   and 0.25 <= x <= 4 for x in v), "a non-empty list of scales in [0.25, 4]"),
     "TEST_ENCODE_BATCH": _int_at_least(0),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
+    "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
     "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
     **{key: _flag() for key in (
         "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
@@ -350,6 +351,7 @@ class Config:
         self.TEST_MULTISCALE = [1.0]          # frame scales to segment at and average ([1.0]: the authors')
         self.TEST_ENCODE_BATCH = 0            # frames per encoder call; 0: 4 on GPU, 1 on CPU (fastest there)
         self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
+        self.TEST_PRECISION = "float32"       # float32 | tf32 (CUDA) | bf16 | fp16: inference precision (autocast)
 
     def __getattr__(self, name: str) -> Any:
         # Called only when `name` is not set on the instance: derived keys are computed here.

@@ -222,7 +222,10 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
         check_scorable(bench, sequences)
         data.append((bench, sequences, root))
     device = world.device
-    precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32) if device.type == "cuda" else "float32"
+    precision = (set_float32_precision(cfg.DEVICE_ALLOW_TF32 or cfg.TEST_PRECISION == "tf32")
+                 if device.type == "cuda" else "float32")
+    if cfg.TEST_PRECISION in ("bf16", "fp16"):
+        precision = f"{cfg.TEST_PRECISION} autocast"
     if args.video:
         places = [(args.out or os.path.join(cfg.DIR_EVALUATION, os.path.basename(args.video.rstrip("/")), tag),
                    [args.video])]

@@ -29,6 +29,7 @@ from utils.errors import DataError
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
 READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -60,11 +61,13 @@ class InferenceOptions:
     encode_batch: int = 0                  # TEST_ENCODE_BATCH (0: 4 on GPU, 1 on CPU)
     flip: bool = False                     # TEST_FLIP
     scales: Sequence[float] = (1.0,)       # TEST_MULTISCALE
+    precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "InferenceOptions":
         """The options a Config describes."""
-        return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP, tuple(cfg.TEST_MULTISCALE))
+        return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
+                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION)
 
 
 class VideoSegmenter:
@@ -78,6 +81,7 @@ class VideoSegmenter:
         self.window, self.max_size = options.window, options.max_size
         self.encode_batch = options.encode_batch or default_encode_batch(self.device)
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
+        self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
 
     @classmethod
@@ -99,8 +103,14 @@ class VideoSegmenter:
     def warm_up(self, image: np.ndarray) -> None:
         """One untimed pass, so that timings exclude lazy initialisation and autotuning."""
         batch = self._views_of([image])[0]
-        caches = self.model.cache_frames(self.model.encode(batch)).split()
-        self.model.segment_cached(caches[0], caches[:1] * 2, caches[0])
+        with self._precision():
+            caches = self.model.cache_frames(self.model.encode(batch)).split()
+            self.model.segment_cached(caches[0], caches[:1] * 2, caches[0])
+
+    def _precision(self) -> ContextManager:
+        """Autocast for TEST_PRECISION bf16/fp16, around each model call (never across a yield)."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     @torch.inference_mode()
     def segment(self, frames: str | Iterable[np.ndarray | str], max_side: int | None = None,
@@ -141,7 +151,7 @@ class VideoSegmenter:
             damage = err
         if pending:
             yield from self._advance(pending, first, schedules, images, name)
-        with self.measure("head"):
+        with self.measure("head"), self._precision():
             done = [schedule.finish() for schedule in schedules]
         yield from self._collect(done, images)
         if damage is not None:
@@ -152,9 +162,9 @@ class VideoSegmenter:
         inputs = self._views_of(frames, first, name)
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
-            with self.measure("encoder"):
+            with self.measure("encoder"), self._precision():
                 caches = self.model.cache_frames(self.model.encode(batch)).split()
-            with self.measure("head"):
+            with self.measure("head"), self._precision():
                 for cache in caches:
                     done[v] += schedule.push(cache)
         yield from self._collect(done, images)
@@ -179,7 +189,7 @@ class VideoSegmenter:
 
     def _combine(self, index: int, logits: list[torch.Tensor], image: np.ndarray) -> SegmentedFrame:
         size = image.shape[:2]
-        full = [F.interpolate(l.flip(-1) if v.flip else l, size=size, mode="bilinear", align_corners=True)
+        full = [F.interpolate((l.flip(-1) if v.flip else l).float(), size=size, mode="bilinear", align_corners=True)
                 for v, l in zip(self.views, logits)]
         if len(full) == 1:  # the authors' masks, exactly: the argmax of the resized logits
             mask = full[0].argmax(dim=1)[0]
