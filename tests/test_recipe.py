@@ -25,7 +25,7 @@ STEP = 500  # in the warm-up: lr = TRAIN_LR · 500 / 1000
 # teacher is off (no STM weights here) and the encoder starts from random weights.
 SMALL = {"MODEL_BACKBONE": "resnet18", "MODEL_ASPP_OUTDIM": 64, "MODEL_SHORTCUT_DIM": 16,
          "MODEL_SEMANTIC_EMBEDDING_DIM": 32, "MODEL_DISTILLATION": False, "PRETRAIN": False,
-         "DATA_RANDOMCROP": (65, 65), "DATA_SHORT_EDGE_LEN": 70, "DATA_CURR_SEQ_LEN": 3, "DATA_WORKERS": 0}
+         "DATA_RANDOMCROP": (49, 49), "DATA_SHORT_EDGE_LEN": 52, "DATA_CURR_SEQ_LEN": 3, "DATA_WORKERS": 0}
 
 
 def preset_cfg(preset: str, toy_root: str, tmp_path, **extra) -> Config:

@@ -20,6 +20,7 @@ from PIL import Image
 from config import Config, ConfigError, config_error_lines, load_config
 from dataloaders.train_datasets import youtubevos_videos
 from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
+from evaluation.evaluate import score_only
 from evaluation.results_folder import LOCK, MANIFEST, RECORD
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
@@ -27,7 +28,7 @@ from tests.conftest import ROOT
 from training.launch import train
 from utils.checkpoint import save_checkpoint
 from utils.distributed import DistInfo
-from utils.errors import DataError
+from utils.errors import DataError, SettingError
 from utils.folder_lock import FolderLock
 from utils.image_io import write_grey_png, write_palette_png
 
@@ -186,9 +187,12 @@ def test_short_sequences_are_refused_before_inference(davis_copy, toy_weights, t
 
 
 def test_score_only_with_nothing_to_score_is_an_error(toy_root, tmp_path):
-    out = run("eval.py", "--dataset", "youtubevos", "--score_only", str(tmp_path), "--opts",
-              "DIR_YTB_EVAL", os.path.join(toy_root, "YTB", "valid"))
-    assert "nothing to score" in one_error_line(out)
+    # Before: "success" without reading the results folder.
+    cfg = Config()
+    cfg.set("DIR_YTB_EVAL", os.path.join(toy_root, "YTB", "valid"))
+    args = argparse.Namespace(dataset="youtubevos", root=None, score_only=str(tmp_path), saliency=False)
+    with pytest.raises(SettingError, match="nothing to score"):
+        score_only(cfg, args)
 
 
 # ---- architectures ----
