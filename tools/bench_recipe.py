@@ -35,6 +35,7 @@ def run_recipe(name: str, data: str, steps: int) -> list[dict]:
     cfg.apply_preset("toy")
     for key, value in {"DIR_DATA": data, "DIR_ROOT": tempfile.mkdtemp(), "DATA_WORKERS": 0,
                        "MODEL_TRAIN_ENCODER": False, "MODEL_FREEZE_BN": True, "TRAIN_TOTAL_STEPS": steps,
+                       "TRAIN_WARM_UP_STEPS": min(cfg.TRAIN_WARM_UP_STEPS, steps),
                        **RECIPES[name]}.items():
         cfg.set(key, value)
     cfg.validate()
