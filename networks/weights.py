@@ -51,11 +51,6 @@ def model_args_for(recorded: ModelArgs | None, cfg: Any, path: str) -> ModelArgs
     return recorded
 
 
-def model_args_of_file(path: str, cfg: Any) -> ModelArgs:
-    """The architecture to build for weights `path` (see model_args_for)."""
-    return model_args_for(recorded_args(read_checkpoint(path, WHAT)), cfg, path)
-
-
 def load_lsta(path: str, cfg: Any) -> tuple[LSTA, LoadReport]:
     """The LSTA `path` records (see model_args_for), with every entry of the file loaded."""
     ckpt = read_checkpoint(path, WHAT)
@@ -82,15 +77,19 @@ def load_lsta_weights(model: LSTA, path: str) -> LoadReport:
     return load_into(model, read_checkpoint(path, WHAT), path)
 
 
-def load_pretrained(model: nn.Module, path: str) -> LoadReport:
+PRETRAINED_WHAT = "pretrained weights (PRETRAIN_MODEL)"
+
+
+def load_pretrained(model: nn.Module, path: str, ckpt: Any = None) -> LoadReport:
     """Initialise LSTA from PRETRAIN_MODEL: an LSTA checkpoint (whole model) or a pretrained encoder.
 
     Encoder formats: CFBI's `resnet101-deeplabv3p.pth.tar` (backbone/aspp/decoder), torchvision's
     `deeplabv3_resnet101` state_dict (backbone only) and torchvision's ImageNet `resnet101`. The
     report covers the whole encoder, so a backbone-only file shows ASPP and decoder as missing.
+    `ckpt`: the file's content when the caller has read it already (read_checkpoint).
     """
-    what = "pretrained weights (PRETRAIN_MODEL)"
-    ckpt = read_checkpoint(path, what)
+    what = PRETRAINED_WHAT
+    ckpt = read_checkpoint(path, what) if ckpt is None else ckpt
     state = state_dict_of(ckpt, path, what)
     names = list(state)
     if any(n.startswith("feature_extractor.") for n in names):

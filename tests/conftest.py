@@ -1,5 +1,6 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -11,6 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface, for a torchrun rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def fixture(name: str) -> str:

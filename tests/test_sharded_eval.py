@@ -1,26 +1,20 @@
 """Evaluation over two gloo processes (torchrun) equals one process, byte for byte; a failing rank stops both."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 from evaluation.datasets import EvalSequence
 from evaluation.sharding import shares
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 TOY_EVAL = ["MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _eval(davis, weights, out, processes: int):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())] if processes > 1
+                 "--master_addr", "127.0.0.1", "--master_port", str(free_port())] if processes > 1
                 else [sys.executable])
     # One thread per process in both runs (torchrun's default for several processes): float sums of
     # another thread count round differently, and a random-weight model's near-ties can flip a pixel.

@@ -1,7 +1,6 @@
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.stm import STM
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from training.launch import EXIT_STOPPED, train
 from training.losses import ohem_cross_entropy
 from training.schedule import Schedule
@@ -167,15 +166,10 @@ def _cli(tmp_path, toy_root, steps, *extra):
             "TRAIN_TOTAL_STEPS", str(steps)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_torchrun_two_processes_gloo(toy_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), *_cli(tmp_path, toy_root, 2)]
+           "--master_port", str(free_port()), *_cli(tmp_path, toy_root, 2)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())
@@ -207,7 +201,7 @@ def test_the_loss_does_not_depend_on_how_the_batch_is_split(toy_root, tmp_path):
         results[passes] = (result.losses, parts.lsta.state_dict())
     torch.save(batch, tmp_path / "batch.pt")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "tests.helpers.split_step",
+           "--master_port", str(free_port()), "-m", "tests.helpers.split_step",
            str(tmp_path / "batch.pt"), str(tmp_path / "out.pt"), *TINY, "DIR_DATA", toy_root,
            *[str(x) for kv in opts.items() for x in kv]]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -22,11 +22,16 @@ from torch import nn
 
 from config import Config
 from networks.lsta import LSTA, ModelArgs
-from networks.weights import load_pretrained, model_args_of_file
+from networks.weights import (
+    PRETRAINED_WHAT,
+    load_pretrained,
+    model_args_for,
+    recorded_args,
+)
 from training.distillation import StmTeacher
 from training.losses import batch_iou, distillation_kl, ohem_cross_entropy
 from training.schedule import Schedule
-from utils.checkpoint import CheckpointError, LoadReport
+from utils.checkpoint import CheckpointError, LoadReport, read_checkpoint
 from utils.distributed import DistInfo, all_true, gather_objects
 from utils.errors import SettingError, UserError
 from utils.rng import rng_state, seed_everything
@@ -115,10 +120,11 @@ class Trainer:
             log.warning(f"TRAIN_AMP {self.amp} on {self.device}: autocast works there but is slower than float32")
         seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
         # An LSTA checkpoint to start from (stage 2) records its architecture: the model is built so.
-        args = model_args_of_file(pretrained, cfg) if pretrained else ModelArgs.from_config(cfg)
+        source = read_checkpoint(pretrained, PRETRAINED_WHAT) if pretrained else None  # read once, used twice
+        args = model_args_for(recorded_args(source), cfg, pretrained) if pretrained else ModelArgs.from_config(cfg)
         model = LSTA(args, cfg.MODEL_TRAIN_ENCODER, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
         if pretrained:
-            report = load_pretrained(model, pretrained)
+            report = load_pretrained(model, pretrained, source)
             encoder_parts = list(encoder_parts) + _uninitialised_encoder_parts(cfg, report, log)
         model.train_encoder_parts(list(encoder_parts))
         self.trained_encoder_parts = sorted(set(encoder_parts))
