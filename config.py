@@ -41,6 +41,7 @@ _DERIVED: dict[str, Callable[["Config"], Any]] = {
     "DIR_CKPT": lambda c: os.path.join(c.DIR_RESULT, "ckpt"),
     "DIR_TB_LOG": lambda c: os.path.join(c.DIR_RESULT, "tensorboard"),
     "DIR_EVALUATION": lambda c: os.path.join(c.DIR_RESULT, "eval"),
+    "DIR_ONNX_CACHE": lambda c: os.path.join(c.DIR_ROOT, "pretrained", "onnx"),
     "DEVICE": lambda c: "cuda" if torch.cuda.is_available() else "cpu",
 }
 
@@ -97,6 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "PRETRAIN": False,
         "TRAIN_LOSS_LAST_FRAME_ONLY": False,  # the clean step: every frame's loss (the encoder is trained anyway)
         "TRAIN_AUTHORS_ENCODER_GRAD": False,
+        "TEST_BACKEND": "torch",          # exporting for onnxruntime (~9 s) costs more than a toy clip takes
         "DATA_RANDOMCROP": (113, 113),
         "DATA_SHORT_EDGE_LEN": 120,
         "DATA_CURR_SEQ_LEN": 3,
@@ -224,6 +226,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TEST_ENCODE_BATCH": _int_at_least(0),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
+    "TEST_BACKEND": _one_of("auto", "torch", "onnxruntime"),
     "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
     **{key: _flag() for key in (
         "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
@@ -234,7 +237,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # Paths: any non-empty string (TEST_CKPT_PATH may be empty: the newest checkpoint of EXP_NAME).
     **{key: _text() for key in (
         "DIR_CKPT", "DIR_DATA", "DIR_DAVIS", "DIR_DAVSOD", "DIR_EVALUATION", "DIR_FBMS", "DIR_LONGVIDEOS",
-        "DIR_RESULT", "DIR_ROOT", "DIR_SEGTRACKV2", "DIR_TB_LOG", "DIR_VISAL", "DIR_YTB", "DIR_YTB_EVAL", "DIR_YTO",
+        "DIR_ONNX_CACHE", "DIR_RESULT", "DIR_ROOT", "DIR_SEGTRACKV2", "DIR_TB_LOG", "DIR_VISAL", "DIR_YTB",
+        "DIR_YTB_EVAL", "DIR_YTO",
         "MODEL_DISTILLATION_PRETRAINED_TEACHER", "PRETRAIN_MODEL")},
     "TEST_CKPT_PATH": _text(empty_ok=True),
 }
@@ -352,6 +356,9 @@ class Config:
         self.TEST_ENCODE_BATCH = 0            # frames per encoder call; 0: 4 on GPU, 1 on CPU (fastest there)
         self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
         self.TEST_PRECISION = "float32"       # float32 | tf32 (CUDA) | bf16 | fp16: inference precision (autocast)
+        # Who runs the encoder: torch | onnxruntime (CPU, float32; exported once per checkpoint into
+        # DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32, where it is the faster, torch elsewhere.
+        self.TEST_BACKEND = "auto"
 
     def __getattr__(self, name: str) -> Any:
         # Called only when `name` is not set on the instance: derived keys are computed here.

@@ -12,6 +12,7 @@ memory window, and averages the views' foreground probabilities at the original 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Iterator, Sequence
@@ -22,10 +23,11 @@ import torch.nn.functional as F
 
 from config import Config
 from dataloaders.transforms import eval_preprocess
+from inference.onnx_encoder import OnnxEncoder
 from inference.window import WindowSchedule
 from networks.lsta import LSTA
 from networks.weights import load_lsta
-from utils.errors import DataError
+from utils.errors import DataError, SettingError
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
 READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
@@ -62,12 +64,32 @@ class InferenceOptions:
     flip: bool = False                     # TEST_FLIP
     scales: Sequence[float] = (1.0,)       # TEST_MULTISCALE
     precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
+    backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
+    onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
 
     @classmethod
     def from_config(cls, cfg: Config) -> "InferenceOptions":
         """The options a Config describes."""
         return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
-                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION)
+                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE)
+
+
+def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
+    """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
+
+    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: ~0.7x PyTorch's time for the
+    encoder there) when the package is installed, and torch everywhere else.
+    """
+    if backend == "auto":
+        usable = device.type == "cpu" and precision in ("float32", "tf32") and bool(importlib.util.find_spec("onnxruntime"))
+        return "onnxruntime" if usable else "torch"
+    if backend == "onnxruntime" and device.type != "cpu":
+        raise SettingError(f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there")
+    if backend == "onnxruntime" and precision in AUTOCAST_DTYPES:
+        raise SettingError(f"TEST_BACKEND onnxruntime runs in float32: TEST_PRECISION {precision} needs torch")
+    if backend not in ("torch", "onnxruntime"):
+        raise SettingError(f"TEST_BACKEND {backend!r}: choose auto, torch or onnxruntime")
+    return backend
 
 
 class VideoSegmenter:
@@ -83,6 +105,11 @@ class VideoSegmenter:
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
+        self.backend = resolve_backend(options.backend, self.device, options.precision)
+        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
+        if self.backend == "onnxruntime":
+            self.encode = OnnxEncoder.for_model(self.model.feature_extractor, self.model.args.to_record(),
+                                                options.onnx_cache)
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
@@ -104,7 +131,7 @@ class VideoSegmenter:
         """One untimed pass, so that timings exclude lazy initialisation and autotuning."""
         batch = self._views_of([image])[0]
         with self._precision():
-            caches = self.model.cache_frames(self.model.encode(batch)).split()
+            caches = self.model.cache_frames(self.encode(batch)).split()
             self.model.segment_cached(caches[0], caches[:1] * 2, caches[0])
 
     def _precision(self) -> ContextManager:
@@ -163,7 +190,7 @@ class VideoSegmenter:
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
             with self.measure("encoder"), self._precision():
-                caches = self.model.cache_frames(self.model.encode(batch)).split()
+                caches = self.model.cache_frames(self.encode(batch)).split()
             with self.measure("head"), self._precision():
                 for cache in caches:
                     done[v] += schedule.push(cache)

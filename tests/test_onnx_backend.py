@@ -1,0 +1,81 @@
+"""TEST_BACKEND onnxruntime: the encoder exported once per set of weights, masks equal to PyTorch's."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from config import Config
+from inference.onnx_encoder import MODEL_FILE, OnnxEncoder, encoder_digest
+from inference.segmenter import InferenceOptions, VideoSegmenter, resolve_backend
+from networks.weights import load_lsta
+from utils.errors import SettingError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory, toy_weights):
+    """A cache holding the toy weights' export, made by the export tool as a user would run it."""
+    cache = str(tmp_path_factory.mktemp("onnx"))
+    out = subprocess.run([sys.executable, "-m", "tools.export_onnx", "--ckpt_path", toy_weights, "--size", "65", "97",
+                          "--preset", "toy", "--opts", "DIR_ONNX_CACHE", cache], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return cache
+
+
+def _segment(toy_root, toy_weights, backend, cache):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    frames = sorted(glob.glob(os.path.join(toy_root, "DAVIS", "JPEGImages", "480p", "toy-val-00", "*.jpg")))
+    model, _ = load_lsta(toy_weights, cfg)
+    segmenter = VideoSegmenter(model, InferenceOptions(window=5, backend=backend, onnx_cache=cache))
+    return segmenter, [(f.mask, f.probability) for f in segmenter.segment(frames)]
+
+
+def test_onnxruntime_masks_equal_torch(toy_root, toy_weights, onnx_cache):
+    exports = os.listdir(onnx_cache)
+    torch_run, reference = _segment(toy_root, toy_weights, "torch", onnx_cache)
+    onnx_run, results = _segment(toy_root, toy_weights, "onnxruntime", onnx_cache)
+    assert (torch_run.backend, onnx_run.backend) == ("torch", "onnxruntime")
+    assert os.listdir(onnx_cache) == exports  # the tool's export was found, not made again
+    assert len(results) == len(reference) > 5
+    # Same graph, another kernel library: float32 rounding only (measured: max 3e-7 here).
+    assert max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(reference, results)) < 1e-4
+    assert np.mean([np.mean(a[0] == b[0]) for a, b in zip(reference, results)]) >= 0.9999
+
+
+def test_export_is_keyed_by_weights_and_accepts_any_frame_size(toy_weights, onnx_cache):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    model, _ = load_lsta(toy_weights, cfg)
+    encoder = model.feature_extractor.eval()
+    digest = encoder_digest(encoder, model.args.to_record())
+    assert os.path.isfile(os.path.join(onnx_cache, digest, MODEL_FILE))
+    onnx = OnnxEncoder(os.path.join(onnx_cache, digest, MODEL_FILE))
+    for batch, height, width in ((1, 33, 33), (2, 113, 209)):  # sizes the export never saw
+        images = torch.randn(batch, 3, height, width)
+        with torch.inference_mode():
+            reference = model.encode(images)
+        got = onnx(images)
+        assert got.shape == reference.shape
+        assert float((got - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    with torch.no_grad():
+        encoder.backbone.conv1.weight[0, 0, 0, 0] += 1.0
+    assert encoder_digest(encoder, model.args.to_record()) != digest  # other weights, another export
+
+
+def test_backend_choice():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backend("auto", cpu, "float32") == "onnxruntime"
+    assert resolve_backend("auto", cpu, "bf16") == "torch"
+    assert resolve_backend("auto", cuda, "float32") == "torch"
+    assert resolve_backend("torch", cpu, "float32") == "torch"
+    with pytest.raises(SettingError, match="TEST_BACKEND onnxruntime runs on the CPU"):
+        resolve_backend("onnxruntime", cuda, "float32")
+    with pytest.raises(SettingError, match="TEST_PRECISION bf16 needs torch"):
+        resolve_backend("onnxruntime", cpu, "bf16")
