@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from config import Config
 from dataloaders.transforms import eval_preprocess
-from inference.onnx_encoder import OnnxEncoder
-from inference.window import WindowSchedule
+from inference.onnx_backend import OnnxModel
+from inference.window import Head, WindowSchedule
 from networks.lsta import LSTA
 from networks.weights import load_lsta
 from utils.errors import DataError, SettingError
@@ -107,9 +107,10 @@ class VideoSegmenter:
         self.measure = measure or (lambda _: contextlib.nullcontext())
         self.backend = resolve_backend(options.backend, self.device, options.precision)
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
+        self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
-            self.encode = OnnxEncoder.for_model(self.model.feature_extractor, self.model.args.to_record(),
-                                                options.onnx_cache)
+            onnx = OnnxModel.for_model(self.model, self.model.args.to_record(), options.onnx_cache)
+            self.encode, self.head = onnx.encode, onnx.head
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
@@ -132,7 +133,7 @@ class VideoSegmenter:
         batch = self._views_of([image])[0]
         with self._precision():
             caches = self.model.cache_frames(self.encode(batch)).split()
-            self.model.segment_cached(caches[0], caches[:1] * 2, caches[0])
+            self.model.segment_cached(caches[0], caches[:1] * 2, caches[0], self.head)
 
     def _precision(self) -> ContextManager:
         """Autocast for TEST_PRECISION bf16/fp16, around each model call (never across a yield)."""
@@ -158,7 +159,7 @@ class VideoSegmenter:
             raise DataError(f"segment() takes a video path or a list of frames, not {type(frames).__name__}")
         name = name or (frames if isinstance(frames, str) else "the video")
         source = iter_video_frames(frames, max_side, accept_partial) if isinstance(frames, str) else _read(frames)
-        schedules = [WindowSchedule(self.model, self.window) for _ in self.views]
+        schedules = [WindowSchedule(self.model, self.window, self.head) for _ in self.views]
         images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
         pending: list[np.ndarray] = []
         shape, first, damage = None, 0, None

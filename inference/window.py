@@ -6,9 +6,13 @@ grow with the video's length.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from networks.lsta import LSTA, FrameCache
+
+Head = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # LTM and STA outputs → logits (LSTA.head)
 
 
 class MemoryWindow:
@@ -31,11 +35,11 @@ class MemoryWindow:
         while len(self.frames) < self.size:
             self.frames.append(self.frames[-1])
 
-    def logits(self, model: LSTA, index: int) -> torch.Tensor:
+    def logits(self, model: LSTA, index: int, head: Head | None = None) -> torch.Tensor:
         """Query = frame `index`; of the others, in order, the last is the STA frame and the rest are LTM."""
         query = self.frames[index]
         others = [f for i, f in enumerate(self.frames) if i != index % len(self.frames)]
-        return model.segment_cached(query, others[:-1], others[-1])
+        return model.segment_cached(query, others[:-1], others[-1], head)
 
 
 class WindowSchedule:
@@ -47,8 +51,9 @@ class WindowSchedule:
     STA f_{t-1}). `finish()` predicts a video shorter than M, its window padded with its last frame.
     """
 
-    def __init__(self, model: LSTA, size: int) -> None:
+    def __init__(self, model: LSTA, size: int, head: Head | None = None) -> None:
         self.model, self.window, self.last = model, MemoryWindow(size), -1
+        self.head = head  # None: the model's own refine head
 
     def push(self, cache: FrameCache) -> list[tuple[int, torch.Tensor]]:
         """Add the next frame; the predictions it completes."""
@@ -56,9 +61,9 @@ class WindowSchedule:
         self.window.push(cache)
         size = self.window.size
         if self.last == size - 1:
-            return [(i, self.window.logits(self.model, i)) for i in range(size)]
+            return [(i, self.window.logits(self.model, i, self.head)) for i in range(size)]
         if self.last >= size:
-            return [(self.last, self.window.logits(self.model, -1))]
+            return [(self.last, self.window.logits(self.model, -1, self.head))]
         return []
 
     def finish(self) -> list[tuple[int, torch.Tensor]]:
@@ -66,4 +71,4 @@ class WindowSchedule:
         if not 0 <= self.last < self.window.size - 1:
             return []
         self.window.pad()
-        return [(i, self.window.logits(self.model, i)) for i in range(self.last + 1)]
+        return [(i, self.window.logits(self.model, i, self.head)) for i in range(self.last + 1)]

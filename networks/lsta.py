@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -139,13 +139,16 @@ class LSTA(nn.Module):
         sums, moments = self.LTM.memory_sums(key)
         return FrameCache(self.projection_curr(features), self.projection_curr_patch(features), key, sums, moments)
 
-    def segment_cached(self, query: FrameCache, long_memory: list[FrameCache],
-                       short_memory: FrameCache) -> torch.Tensor:
-        """`segment` from cached frames: the same logits, without re-projecting memory frames."""
+    def segment_cached(self, query: FrameCache, long_memory: list[FrameCache], short_memory: FrameCache,
+                       head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """`segment` from cached frames: the same logits, without re-projecting memory frames.
+
+        `head`: another implementation of `self.head` (the ONNX Runtime backend's).
+        """
         sums = torch.stack([m.sums for m in long_memory]).sum(0)
         moments = torch.stack([m.moments for m in long_memory]).sum(0)
         ltm_out = self.LTM.read(query.query, sums, moments)
-        return self.head(ltm_out, self.STA(query.query_patch, short_memory.key))
+        return (head or self.head)(ltm_out, self.STA(query.query_patch, short_memory.key))
 
     def forward(self, ref_img: torch.Tensor, prev_img: torch.Tensor,
                 curr_imgs: list[torch.Tensor]) -> list[torch.Tensor]:

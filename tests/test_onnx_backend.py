@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from config import Config
-from inference.onnx_encoder import MODEL_FILE, OnnxEncoder, encoder_digest
+from inference.onnx_backend import HEAD_FILE, OnnxGraph, OnnxModel, export_model, weights_digest
 from inference.segmenter import InferenceOptions, VideoSegmenter, resolve_backend
+from networks.lsta import LSTA
 from networks.weights import load_lsta
+from tests.conftest import fixture
+from tests.test_lsta_model import small_cfg
 from utils.errors import SettingError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,20 +56,38 @@ def test_export_is_keyed_by_weights_and_accepts_any_frame_size(toy_weights, onnx
     cfg = Config()
     cfg.apply_preset("toy")
     model, _ = load_lsta(toy_weights, cfg)
-    encoder = model.feature_extractor.eval()
-    digest = encoder_digest(encoder, model.args.to_record())
-    assert os.path.isfile(os.path.join(onnx_cache, digest, MODEL_FILE))
-    onnx = OnnxEncoder(os.path.join(onnx_cache, digest, MODEL_FILE))
+    model.eval()
+    digest = weights_digest(model, model.args.to_record())
+    onnx = OnnxModel(os.path.join(onnx_cache, digest))
     for batch, height, width in ((1, 33, 33), (2, 113, 209)):  # sizes the export never saw
         images = torch.randn(batch, 3, height, width)
         with torch.inference_mode():
-            reference = model.encode(images)
-        got = onnx(images)
-        assert got.shape == reference.shape
-        assert float((got - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+            features = model.encode(images)
+            caches = model.cache_frames(features).split()
+            reference = model.segment_cached(caches[0], caches[-1:], caches[-1])
+            logits = model.segment_cached(caches[0], caches[-1:], caches[-1], onnx.head)
+        for got, want in ((onnx.encode(images), features), (logits, reference)):
+            assert got.shape == want.shape
+            assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
     with torch.no_grad():
-        encoder.backbone.conv1.weight[0, 0, 0, 0] += 1.0
-    assert encoder_digest(encoder, model.args.to_record()) != digest  # other weights, another export
+        model.pred.bias[0] += 1.0
+    assert weights_digest(model, model.args.to_record()) != digest  # other weights, another export
+
+
+def test_onnxruntime_head_reproduces_the_authors_logits(tmp_path):
+    # The golden window (the authors' head weights and six frames' features) with the head in ONNX Runtime.
+    golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
+    model = LSTA.from_config(small_cfg()).eval()
+    model.load_state_dict(golden["head_state_dict"], strict=False)
+    export_model(model, str(tmp_path / "export"), parts=(HEAD_FILE,))
+    head = OnnxGraph(str(tmp_path / "export" / HEAD_FILE))
+    feats = golden["feats"]
+    with torch.no_grad():
+        caches = model.cache_frames(torch.cat(feats)).split()
+        for i, expected in enumerate(golden["logits"]):
+            others = caches[:i] + caches[i + 1:]
+            logits = model.segment_cached(caches[i], others[:-1], others[-1], head)
+            assert (logits - expected).abs().max() / expected.abs().max() <= 1e-4, i
 
 
 def test_backend_choice():

@@ -2,7 +2,13 @@
 
     python -m tools.bench_model [--device cpu|cuda] [--backbone resnet101] [--windows 11 41]
                                 [--batches 1 2 4] [--memory_frames 100 1000]
+    python -m tools.bench_model --only backends      # the CPU backend table alone
 
+- backends (CPU): one streamed frame at window 11 (encoder + head), for each TEST_BACKEND (torch,
+  onnxruntime) at 1 and 2 threads, on a quiet machine and beside a busy process on the same cores
+  (a matmul loop the tool starts and stops), against the authors' way in the same process (torch
+  encoder, head re-projecting its memory); and the encoder's and the head's achieved GFLOP/s
+  against this CPU's float32 matmul rate measured in the same process;
 - encoder: ms per frame when frames are encoded in batches of 1, 2, 4 (TEST_ENCODE_BATCH), and
   the peak memory of each batch size (each in its own process);
 - head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
@@ -77,6 +83,79 @@ def head_costs(model: LSTA, height: int, width: int, windows: list[int], device:
     return out
 
 
+BUSY_LOAD = ("import torch\ntorch.set_num_threads({threads})\na = torch.randn(1024, 1024)\n"
+             "while True:\n    a = (a @ a).tanh_()\n")
+
+
+def flops_of(fn) -> float:
+    """Floating-point operations of one call of `fn` (torch's counter: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def matmul_gflops(repeats: int) -> float:
+    """This process's float32 matmul rate at its thread count (2048² operands)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2 * 2048 ** 3 / timed(lambda: a @ b, "cpu", max(repeats, 5)) / 1e9
+
+
+def stream_cost(args: argparse.Namespace, backend: str) -> dict:
+    """ms of one streamed frame at window 11 on the CPU for `backend`, and the authors' way (own process)."""
+    from inference.onnx_backend import OnnxModel
+    model = model_for(args.backbone, "cpu")
+    window = args.windows[0]
+    images = torch.randn(1, 3, args.height, args.width)
+    encode, head_fn = model.encode, None
+    if backend == "onnxruntime":
+        onnx = OnnxModel.for_model(model, model.args.to_record(), args.onnx_cache)
+        encode, head_fn = onnx.encode, onnx.head
+    with torch.inference_mode():
+        features = model.encode(images)
+        memory = [features.clone() for _ in range(window - 1)]
+        caches = [model.cache_frames(f) for f in memory]
+        encoder = timed(lambda: model.cache_frames(encode(images)), "cpu", args.repeats)
+        query = model.cache_frames(features)
+        head = timed(lambda: model.segment_cached(query, caches[:-1], caches[-1], head_fn), "cpu", args.repeats)
+        authors = timed(lambda: model.segment(model.encode(images), memory[:-1], memory[-1]), "cpu", args.repeats)
+        encoder_flops = flops_of(lambda: model.encode(images))
+        head_flops = flops_of(lambda: model.segment_cached(query, caches[:-1], caches[-1]))
+    return {"backend": backend, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder,
+            "head_ms": 1000 * head, "authors_ms": 1000 * authors, "encoder_gflop": encoder_flops / 1e9,
+            "head_gflop": head_flops / 1e9, "matmul_gflops": matmul_gflops(args.repeats)}
+
+
+def backend_table(args: argparse.Namespace) -> None:
+    """The CPU table: each backend × 1/2 threads × quiet/contended, each cell in its own process."""
+    from inference.onnx_backend import OnnxModel
+    model = model_for(args.backbone, "cpu")
+    OnnxModel.for_model(model, model.args.to_record(), args.onnx_cache)  # exported once, outside the timings
+    print("| load | threads | backend | encoder ms | head ms | frame ms | authors' frame ms | ours/authors | "
+          "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for load in ("quiet", "busy"):
+        for threads in (1, 2):
+            busy = None
+            if load == "busy":  # a second process computing on the same cores, as on a shared machine
+                busy = subprocess.Popen([sys.executable, "-c", BUSY_LOAD.format(threads=threads)],
+                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            try:
+                for backend in ("torch", "onnxruntime"):
+                    r = in_subprocess("--stream_run", backend, args, threads)
+                    frame = r["encoder_ms"] + r["head_ms"]
+                    print(f"| {load} | {threads} | {backend} | {r['encoder_ms']:.0f} | {r['head_ms']:.0f} | "
+                          f"{frame:.0f} | {r['authors_ms']:.0f} | {frame / r['authors_ms']:.2f} | "
+                          f"{r['encoder_gflop'] / r['encoder_ms'] * 1000:.0f} | "
+                          f"{r['head_gflop'] / r['head_ms'] * 1000:.0f} | {r['matmul_gflops']:.0f} |", flush=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    print(f"encoder {r['encoder_gflop']:.0f} GFLOP, head {r['head_gflop']:.1f} GFLOP per frame "
+          f"({args.height}x{args.width}, window {args.windows[0]})")
+
+
 def memory_run(frames: int) -> dict:
     """Peak RSS of streaming `frames` toy frames through VideoSegmenter (run in its own process)."""
     import numpy as np
@@ -93,10 +172,12 @@ def memory_run(frames: int) -> dict:
     return {"frames": count, "peak_mb": peak_memory_mb("cpu")}
 
 
-def in_subprocess(flag: str, value: int, args: argparse.Namespace) -> dict:
+def in_subprocess(flag: str, value: int | str, args: argparse.Namespace, threads: int | None = None) -> dict:
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     out = subprocess.run([sys.executable, "-m", "tools.bench_model", flag, str(value), "--device", args.device,
                           "--backbone", args.backbone, "--repeats", str(args.repeats), "--height", str(args.height),
-                          "--width", str(args.width)], capture_output=True, text=True, cwd=ROOT)
+                          "--width", str(args.width), "--onnx_cache", args.onnx_cache,
+                          "--windows", *map(str, args.windows)], capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -113,6 +194,10 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
     parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["backends"], default=None, help="one section of the report")
+    parser.add_argument("--onnx_cache", default=os.path.join(ROOT, "pretrained", "onnx"),
+                        help="where the onnxruntime backend's export is kept (DIR_ONNX_CACHE)")
+    parser.add_argument("--stream_run", default=None, help=argparse.SUPPRESS)               # internal
     parser.add_argument("--encoder_batch", type=int, default=None, help=argparse.SUPPRESS)  # internal
     parser.add_argument("--memory_run", type=int, default=None, help=argparse.SUPPRESS)     # internal
     args = parser.parse_args()
@@ -121,6 +206,13 @@ def main() -> None:
         return
     if args.memory_run:
         print(json.dumps(memory_run(args.memory_run)))
+        return
+    if args.stream_run:
+        print(json.dumps(stream_cost(args, args.stream_run)))
+        return
+    if args.device == "cpu":
+        backend_table(args)
+    if args.only == "backends":
         return
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), backbone {args.backbone}, input "

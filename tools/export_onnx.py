@@ -1,10 +1,11 @@
-"""Export a checkpoint's encoder for TEST_BACKEND onnxruntime ahead of time, and check it against PyTorch.
+"""Export a checkpoint's encoder and head for TEST_BACKEND onnxruntime ahead of time; check them against PyTorch.
 
     python -m tools.export_onnx --ckpt_path best_LSTA.pth [--opts DIR_ONNX_CACHE DIR]
 
 The export lands where evaluation looks for it (DIR_ONNX_CACHE, under a digest of the weights), so
 the first evaluation does not pay for it. The check runs one random 481x849 frame (or the size given)
-through both and prints the largest difference, relative to the features' largest magnitude.
+through both encoders and both heads and prints the largest differences, relative to the largest
+magnitude of PyTorch's output.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 import torch
 
 from config import add_config_args, load_config
-from inference.onnx_encoder import OnnxEncoder
+from inference.onnx_backend import OnnxModel
 from networks.weights import load_lsta
 from utils.errors import UserError, user_message
 
@@ -31,15 +32,19 @@ def main() -> None:
     model, _ = load_lsta(args.ckpt_path, cfg)
     model.eval()
     start = time.perf_counter()
-    encoder = OnnxEncoder.for_model(model.feature_extractor, model.args.to_record(), cfg.DIR_ONNX_CACHE)
-    print(f"encoder of {args.ckpt_path}: {encoder.path} (ready in {time.perf_counter() - start:.1f} s)")
+    onnx = OnnxModel.for_model(model, model.args.to_record(), cfg.DIR_ONNX_CACHE)
+    print(f"{args.ckpt_path}: encoder and head in {onnx.folder} (ready in {time.perf_counter() - start:.1f} s)")
     torch.manual_seed(0)
     images = torch.randn(1, 3, *args.size)
     with torch.inference_mode():
-        reference = model.encode(images)
-    difference = (encoder(images) - reference).abs().max() / reference.abs().max()
-    print(f"check at {args.size[0]}x{args.size[1]}: max |onnxruntime - torch| / max |torch| = {difference:.2e}")
-
+        features = model.encode(images)
+        cache = model.cache_frames(features)
+        reference = model.segment_cached(cache, [cache], cache)
+        logits = model.segment_cached(cache, [cache], cache, onnx.head)
+        encoded = onnx.encode(images)
+    for part, got, want in (("encoder", encoded, features), ("head", logits, reference)):
+        print(f"check at {args.size[0]}x{args.size[1]}, {part}: max |onnxruntime - torch| / max |torch| = "
+              f"{float((got - want).abs().max() / want.abs().max()):.2e}")
 
 if __name__ == "__main__":
     try:
