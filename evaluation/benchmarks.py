@@ -23,6 +23,7 @@ from evaluation.datasets import (
     video_folder_sequences,
 )
 from evaluation.metrics import (
+    SequenceScore,
     davis_figures,
     format_table,
     score_pairs,
@@ -135,6 +136,9 @@ class BenchmarkResult:
     headline: dict[str, float]
     files: list[str]
     table: str = ""  # per-sequence figures for the console
+    # Per sequence, for the report: its scored frames' names and per-frame "J" (and "F"), or for
+    # saliency its F-measure over thresholds ("F_curve") and per-frame mean absolute error ("MAE").
+    frames: dict[str, dict[str, list]] = dataclasses.field(default_factory=dict)
 
 
 def score(bench: Benchmark, sequences: list[EvalSequence], results_dir: str, split: str,
@@ -147,12 +151,13 @@ def score(bench: Benchmark, sequences: list[EvalSequence], results_dir: str, spl
     headline: dict[str, float] = {}
     files: list[str] = []
     tables: list[str] = []
+    details: dict[str, dict[str, list]] = {s.name: {} for s in sequences}
     metrics = [bench.metrics] + (["saliency"] if saliency and bench.metrics != "saliency" else [])
     for metric in metrics:
         if metric == "none":
             headline["videos"] = float(len(sequences))
         elif metric == "saliency":
-            figures, file, table = _saliency(bench, sequences, results_dir)
+            figures, file, table = _saliency(bench, sequences, results_dir, details)
             headline.update(figures)
             files.append(file)
             tables.append(table)
@@ -164,15 +169,19 @@ def score(bench: Benchmark, sequences: list[EvalSequence], results_dir: str, spl
                 raise DataError(f"{bench.name}: sequence {empty[0]!r} has no scored frame (frames with ground truth"
                                  f"{', not empty' if bench.scored == 'annotated_nonempty' else ''})")
             seen: Counter = Counter()
-            figures, written, table = {"jf": _jf, "j": _j, "j_class": _j_class}[metric](sequences, pairs,
-                                                                                         results_dir, split, seen)
+            scores = {s.name: score_pairs(s.name, pairs[s.name], boundary=metric == "jf", seen=seen) for s in sequences}
+            for name, seq_score in scores.items():  # per-frame figures, for the report
+                details[name].update({"names": [os.path.splitext(os.path.basename(r))[0] for _, r in pairs[name]],
+                                      "J": seq_score.j.tolist(), "F": seq_score.f.tolist()})
+            figures, written, table = {"jf": _jf, "j": _j, "j_class": _j_class}[metric](sequences, scores,
+                                                                                         results_dir, split)
             if seen["soft"]:
                 log.warning(f"{bench.name}: {seen['soft']} ground-truth masks hold more than one object value; "
                             f"any nonzero pixel counts as the object (the DAVIS toolkit's rule)")
             headline.update(figures)
             files += written
             tables.append(table)
-    return BenchmarkResult(bench.name, bench.label, headline, files, "\n\n".join(tables))
+    return BenchmarkResult(bench.name, bench.label, headline, files, "\n\n".join(tables), details)
 
 
 def _pairs(bench: Benchmark, seq: EvalSequence, results_dir: str, drop_empty: bool) -> list[tuple[str, str]]:
@@ -181,28 +190,28 @@ def _pairs(bench: Benchmark, seq: EvalSequence, results_dir: str, drop_empty: bo
     return [p for p in pairs if read_binary_mask(p[0]).any()] if drop_empty else pairs
 
 
-def _jf(sequences, pairs, results_dir: str, split: str | None, seen: Counter) -> tuple[dict[str, float], list[str], str]:
-    figures, rows = davis_figures([score_pairs(s.name, pairs[s.name], seen=seen) for s in sequences])
+def _jf(sequences, scores: dict[str, SequenceScore], results_dir: str,
+        split: str | None) -> tuple[dict[str, float], list[str], str]:
+    figures, rows = davis_figures([scores[s.name] for s in sequences])
     names = write_davis_csvs(results_dir, split, figures, rows)
     return ({"J&F-Mean": figures["J&F-Mean"], "J-Mean": figures["J-Mean"], "F-Mean": figures["F-Mean"]},
             names, format_table(figures, rows))
 
 
-def _j(sequences, pairs, results_dir: str, split: str | None, seen: Counter) -> tuple[dict[str, float], list[str], str]:
-    scores = [score_pairs(s.name, pairs[s.name], boundary=False, seen=seen).j for s in sequences]
-    rows = [{"Sequence": s.name, "J-Mean": float(j.mean()), "Frames": len(j)} for s, j in zip(sequences, scores)]
-    figures = {"J-Mean": float(np.mean([r["J-Mean"] for r in rows])),   # over sequences
-               "J-Mean-frames": float(np.concatenate(scores).mean())}   # pooled over every scored frame
+def _j(sequences, scores: dict[str, SequenceScore], results_dir: str,
+       split: str | None) -> tuple[dict[str, float], list[str], str]:
+    per_frame = [scores[s.name].j for s in sequences]
+    rows = [{"Sequence": s.name, "J-Mean": float(j.mean()), "Frames": len(j)} for s, j in zip(sequences, per_frame)]
+    figures = {"J-Mean": float(np.mean([r["J-Mean"] for r in rows])),      # over sequences
+               "J-Mean-frames": float(np.concatenate(per_frame).mean())}   # pooled over every scored frame
     write_csv(os.path.join(results_dir, "global_results.csv"), list(figures), [figures])
     write_csv(os.path.join(results_dir, "per-sequence_results.csv"), ["Sequence", "J-Mean", "Frames"], rows)
     return figures, ["global_results.csv", "per-sequence_results.csv"], _rows_table(rows, ["J-Mean"])
 
 
-def _j_class(sequences, pairs, results_dir: str, split: str | None,
-             seen: Counter) -> tuple[dict[str, float], list[str], str]:
-    videos = [{"Sequence": s.name, "Class": s.group,
-               "J-Mean": float(score_pairs(s.name, pairs[s.name], boundary=False, seen=seen).j.mean())}
-              for s in sequences]
+def _j_class(sequences, scores: dict[str, SequenceScore], results_dir: str,
+             split: str | None) -> tuple[dict[str, float], list[str], str]:
+    videos = [{"Sequence": s.name, "Class": s.group, "J-Mean": float(scores[s.name].j.mean())} for s in sequences]
     classes = sorted({v["Class"] for v in videos})
     per_class = [{"Class": c, "J-Mean": float(np.mean([v["J-Mean"] for v in videos if v["Class"] == c])),
                   "Videos": sum(v["Class"] == c for v in videos)} for c in classes]
@@ -216,7 +225,8 @@ def _j_class(sequences, pairs, results_dir: str, split: str | None,
     return figures, ["global_results.csv", "per-class_results.csv", "per-sequence_results.csv"], table
 
 
-def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str) -> tuple[dict[str, float], str, str]:
+def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str,
+              details: dict[str, dict[str, list]]) -> tuple[dict[str, float], str, str]:
     per_sequence, rows, seen = [], [], Counter()
     for seq in sequences:
         frames = inner_annotated(seq)
@@ -231,6 +241,8 @@ def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str)
             pairs.append((read_probability(path), read_saliency_gt(seq.annotations[name], seen)))
         measures = sequence_saliency(pairs)
         per_sequence.append(measures)
+        details[seq.name].update({"names": frames, "F_curve": measures["F_curve"].tolist(),
+                                  "MAE": [_frame_mae(p, g) for p, g in pairs]})
         rows.append({"Sequence": seq.name, "S": measures["S"], "maxF": float(measures["F_curve"].max()),
                      "adpF": measures["adpF"], "MAE": measures["MAE"]})
     if seen["0/1"]:
@@ -242,6 +254,14 @@ def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str)
     write_csv(os.path.join(results_dir, "saliency_results.csv"), list(figures), [figures])
     write_csv(os.path.join(results_dir, "per-sequence_saliency.csv"), ["Sequence", "S", "maxF", "adpF", "MAE"], rows)
     return figures, "saliency_results.csv", _rows_table(rows, ["S", "maxF", "adpF", "MAE"])
+
+
+def _frame_mae(probability: np.ndarray, gt: np.ndarray) -> float:
+    """One frame's MAE as the DAVSOD toolbox computes it: the map min-max normalised, the truth at 128."""
+    p = probability.astype(np.float64)
+    span = p.max() - p.min()
+    p = (p - p.min()) / span if span else p / 255
+    return float(np.abs(p - (gt > 128)).mean())
 
 
 def _rows_table(rows: list[dict], columns: list[str]) -> str:

@@ -29,6 +29,7 @@ from evaluation.benchmarks import (
 )
 from evaluation.datasets import EvalSequence
 from evaluation.metrics import write_csv
+from evaluation.report import write_report, write_summary_page, write_video_report
 from evaluation.results_folder import ResultsFolder, inside
 from evaluation.sharding import on_every_rank, on_main_then_share, shares
 from inference.results import ResultWriter
@@ -147,15 +148,17 @@ def run_benchmark(cfg: Config, segmenter: VideoSegmenter, job: Job, probabilitie
 
 
 def run_video(segmenter: VideoSegmenter, video: str, folder: ResultsFolder, max_side: int | None,
-              accept_partial: bool, timer: SectionTimer) -> None:
-    """Masks, overlays and an overlay .mp4 for a video file or a folder of frames."""
+              accept_partial: bool, timer: SectionTimer) -> list[str]:
+    """Masks, overlays, an overlay .mp4 and a report for a video file or a folder of frames; returns the report's files."""
     out_dir = folder.path
     writer = ResultWriter(os.path.join(out_dir, "masks"), overlays=os.path.join(out_dir, "overlays"),
                           video=os.path.join(out_dir, "overlay.mp4"), fps=video_fps(video))
     bar = tqdm(desc=os.path.basename(video.rstrip("/")), unit="frame", dynamic_ncols=True)
+    areas: list[float] = []  # the object's share of each frame, for the report
     try:
         for frame in segmenter.segment(video, max_side, accept_partial):
             writer.write(f"{frame.index:05d}", frame)
+            areas.append(float(frame.mask.mean()))
             timer.frames += 1
             bar.update(1)
     finally:
@@ -164,6 +167,8 @@ def run_video(segmenter: VideoSegmenter, video: str, folder: ResultsFolder, max_
         folder.add_files(writer.written)
         log.info(f"wrote {timer.frames} masks to {out_dir}/masks, overlays to {out_dir}/overlays and "
                  f"{out_dir}/overlay.mp4")
+    overlays = [os.path.join(out_dir, "overlays", f"{i:05d}.jpg") for i in range(len(areas))]
+    return write_video_report(out_dir, overlays, areas) if areas else []
 
 
 def report_speed(timer: SectionTimer, device: torch.device, precision: str, views: int) -> None:
@@ -195,7 +200,9 @@ def score_only(cfg: Config, args: argparse.Namespace) -> list[BenchmarkResult]:
                            f"meant for upload or for looking at")
     if not os.path.isdir(args.score_only):
         raise MissingFileError(f"--score_only: results folder {args.score_only} not found")
-    return [score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)]
+    result = score(bench, sequences, args.score_only, cfg.TEST_DATASET_SPLIT, args.saliency)
+    log.info(f"report: {write_report(bench, sequences, result, args.score_only)[-1]}")
+    return [result]
 
 
 def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[BenchmarkResult]:
@@ -249,16 +256,18 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
         try:
             segmenter.warm_up(np.zeros((64, 64, 3), np.uint8))
             try:
-                run_video(segmenter, args.video, folder, args.max_side, args.accept_partial_video, timer)
+                pages = run_video(segmenter, args.video, folder, args.max_side, args.accept_partial_video, timer)
             except DamagedVideoError as err:
                 raise DamagedVideoError(f"{err}; to keep them, rerun with --accept_partial_video --resume") from None
-            _finish(cfg, folder, ckpt_path, "video", [])
+            _finish(cfg, folder, ckpt_path, "video", pages)
         finally:
             folder.close()
         log.info(f"overlay video: {os.path.join(folder.path, 'overlay.mp4')}")
+        log.info(f"report: {pages[-1] if pages else 'none (no frame decoded)'}")
         report_speed(timer, device, precision, len(segmenter.views))
         return []
     results: list[BenchmarkResult] = []
+    reports: dict[str, str] = {}  # benchmark → its report page
     for (bench, sequences, _), folder in zip(data, folders):
         masks_of = {s.name: [os.path.join(mask_folder(bench, folder.path, s.name), n + ".png") for n in s.frame_names]
                     for s in sequences if s.images}
@@ -276,11 +285,14 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
             if not world.is_main:
                 continue
             result = score(bench, sequences, folder.path, cfg.TEST_DATASET_SPLIT, args.saliency)
-            _finish(cfg, folder, ckpt_path, bench.name, result.files)
+            pages = write_report(bench, sequences, result, folder.path)
+            reports[bench.name] = pages[-1]
+            _finish(cfg, folder, ckpt_path, bench.name, [os.path.join(folder.path, f) for f in result.files] + pages)
         finally:
             folder.close()
         results.append(result)
-        log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}")
+        log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}; "
+                 f"report: {reports[bench.name]}")
     report_speed(timer, device, precision, len(segmenter.views))
     if not world.is_main:
         return []
@@ -289,13 +301,15 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
         write_csv(summary, ["benchmark", "measure", "figure", "value"],
                   [{"benchmark": r.name, "measure": r.label, "figure": k, "value": v}
                    for r in results for k, v in r.headline.items()])
-        log.info(f"summary: {summary}")
+        page = write_summary_page(os.path.join(args.out or cfg.DIR_EVALUATION, f"summary-{tag}.html"), results,
+                                  reports)
+        log.info(f"summary: {summary} and {page}")
     return results
 
 
 def _finish(cfg: Config, folder: ResultsFolder, ckpt_path: str, benchmark: str, files: list[str]) -> None:
-    """Record the tables and the settings file as written, then mark the evaluation complete."""
+    """Record the tables, report and settings file as written, then mark the evaluation complete."""
     settings = os.path.join(folder.path, SETTINGS_RECORD)
     write_json(settings, settings_record(cfg, checkpoint=ckpt_path, benchmark=benchmark))
-    folder.add_files([os.path.join(folder.path, f) for f in files] + [settings])
+    folder.add_files(files + [settings])
     folder.complete()

@@ -59,6 +59,7 @@ def export_model(model: nn.Module, folder: str, parts: tuple[str, ...] = (ENCODE
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is shared like the checkpoints beside it
     model = model.eval().cpu()
     batch = torch.export.Dim("batch", min=1, max=64)
     height, width = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE), torch.export.Dim("width", min=MIN_SIDE,

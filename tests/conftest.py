@@ -73,3 +73,22 @@ def toy_weights(tmp_path_factory) -> str:
     model = LSTA.from_config(cfg)
     save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 7}, path)
     return path
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
+# Flags for a headless Chromium on a machine without network: no sandbox (CI runs as root), no
+# background connections (refused here, many at a time).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright; skipped with one line where no Chromium is installed."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

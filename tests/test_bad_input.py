@@ -21,7 +21,7 @@ from tests.test_train import CPU, summary, tiny_cfg
 from training.launch import train
 from utils.checkpoint import checkpoints_newest_first
 
-TOY_EVAL = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
+TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 
 
 def one_error_line(stderr: str) -> str:

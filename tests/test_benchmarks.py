@@ -178,3 +178,44 @@ def test_multiscale_defaults_and_repeats(toy_root, toy_model):
         assert np.allclose(d.probability, s.probability, atol=1e-6)
         assert m.mask.shape == d.mask.shape and m.probability.dtype == np.float32
     assert any(not np.allclose(d.probability, m.probability) for d, m in zip(default, scaled))
+
+
+def _shown(column, value):
+    """A CSV value as the report shows it."""
+    if column in ("Sequence", "Class"):
+        return value
+    if column in ("Frames", "Videos"):
+        return str(int(float(value)))
+    return f"{float(value):.3f}" if column == "MAE" else f"{100 * float(value):.1f}"
+
+
+def test_every_report_page_shows_its_csvs_and_images(all_results, browser, tmp_path):
+    out, _ = all_results
+    page = browser.new_page()
+    pages = sorted(out.glob("*/step_7/report/index.html"))
+    assert len(pages) == 9
+    for index in pages:
+        results = index.parent.parent
+        page.goto(index.as_uri())
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+        assert images, index
+        for src, width in images:  # every picture referenced is beside the page and decodes
+            assert (index.parent / src).is_file() and width > 0, (index, src)
+        sequence_csv = sorted(results.glob("per-sequence*.csv"))
+        if not sequence_csv:  # YouTube-VOS: masks only, no ground truth to score
+            assert page.query_selector("#per-sequence") is None
+            continue
+        rows = read_csv(sequence_csv[0])
+        key = "J-Mean" if "J-Mean" in rows[0] else "S"
+        rows.sort(key=lambda r: float(r[key]))
+        table = page.eval_on_selector("#per-sequence", "t => Array.from(t.rows).map(r => Array.from(r.cells)"
+                                                       ".map(c => c.textContent))")
+        assert table[0] == list(rows[0])
+        assert table[1:] == [[_shown(c, r[c]) for c in r] for r in rows], index
+    summary = out / "summary-step_7.html"
+    page.goto(summary.as_uri())
+    links = page.eval_on_selector_all("#summary a", "els => els.map(e => e.getAttribute('href'))")
+    assert len(links) == 9 and all((out / link).is_file() for link in links)
+    page.goto(pages[0].as_uri())
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 0

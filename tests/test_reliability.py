@@ -32,7 +32,7 @@ from utils.errors import DataError, SettingError
 from utils.folder_lock import FolderLock
 from utils.image_io import write_grey_png, write_palette_png
 
-TOY_EVAL = ["MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
+TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 
 

@@ -8,7 +8,7 @@ from evaluation.datasets import EvalSequence
 from evaluation.sharding import shares
 from tests.conftest import ROOT, free_port
 
-TOY_EVAL = ["MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
+TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
 
 
 

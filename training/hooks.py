@@ -6,6 +6,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from training.curves import write_curves
 from training.run_record import Checkpointer, RunFolder
 from training.trainer import HookBase, LoopState, RunSummary, StepResult, Trainer
 from utils.distributed import any_true
@@ -92,8 +93,9 @@ class MetricsHook(HookBase):
 class TensorBoardHook(HookBase):
     """Scalars every `every` steps (rank 0): loss and IoU per frame, lr, clip coefficient, speed."""
 
-    def __init__(self, folder: str, every: int) -> None:
+    def __init__(self, folder: str, every: int, curves: str | None = None) -> None:
         self.folder, self.every, self.writer = folder, every, None
+        self.curves = curves  # where the picture of the run's scalars goes when training stops
 
     def before_train(self, trainer: Trainer, state: LoopState) -> None:
         if trainer.world.is_main:
@@ -115,6 +117,9 @@ class TensorBoardHook(HookBase):
     def after_train(self, trainer: Trainer, state: LoopState) -> None:
         if self.writer is not None:
             self.writer.close()
+            if self.curves:
+                written = write_curves(self.folder, self.curves)
+                trainer.log.info(f"training curves: {written or 'none (no scalars were logged)'}")
 
 
 class StopHook(HookBase):
@@ -153,7 +158,7 @@ def default_hooks(trainer: Trainer, summary: RunSummary, folder: RunFolder, chec
     """The hooks of a training run, in the order they run after each step."""
     hooks: list[HookBase] = [ProgressHook(), MetricsHook(options["log_every"], summary, folder, trainer.log)]
     if options["tensorboard"]:
-        hooks.append(TensorBoardHook(options["tensorboard_dir"], options["tensorboard_every"]))
+        hooks.append(TensorBoardHook(options["tensorboard_dir"], options["tensorboard_every"], options["curves"]))
     hooks += [StopHook(stop, options["stop_step"]),
               CheckpointHook(checkpointer, options["save_every"], options["config"], summary, trainer.log)]
     return hooks

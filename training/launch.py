@@ -121,7 +121,8 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
         batches = _batches(loader, sampler, start_step, trainer.rank_batch, stop)
         options = {"log_every": cfg.TRAIN_LOG_STEP, "tensorboard": cfg.TRAIN_TBLOG, "tensorboard_dir": cfg.DIR_TB_LOG,
                    "tensorboard_every": cfg.TRAIN_TBLOG_STEP, "save_every": cfg.TRAIN_SAVE_STEP,
-                   "stop_step": stop_step, "config": cfg.to_dict()}
+                   "curves": os.path.join(cfg.DIR_RESULT, "curves.png"), "stop_step": stop_step,
+                   "config": cfg.to_dict()}
         hooks = default_hooks(trainer, summary, folder, checkpointer, stop, options)
         log.info(f"training steps {start_step}..{cfg.TRAIN_TOTAL_STEPS} on {info.world_size} process(es), "
                  f"{info.device}, batch {cfg.TRAIN_BATCH_SIZE} ({trainer.rank_batch} per rank, passes of "

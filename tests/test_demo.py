@@ -1,0 +1,94 @@
+"""demo.py's web page driven in headless Chromium: upload, stream, download, refuse bad input."""
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from config import Config
+from inference.segmenter import InferenceOptions, VideoSegmenter
+from networks.weights import load_lsta
+from tests.conftest import ROOT, free_port
+
+STATUS = "#status textarea"
+
+
+@pytest.fixture(scope="module")
+def demo_url(browser, toy_weights, tmp_path_factory):
+    """demo.py serving the toy weights on a free port, as a user starts it."""
+    root = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    log = open(root / "demo.log", "w")
+    server = subprocess.Popen([sys.executable, "demo.py", "--preset", "toy", "--ckpt_path", toy_weights, "--port",
+                               str(port), "--opts", "DIR_ROOT", str(root)], cwd=ROOT, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"demo.py did not start: {open(root / 'demo.log').read()[-2000:]}")
+            time.sleep(0.5)
+    yield url, root
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def _segment(page, url, video):
+    page.goto(url)
+    page.set_input_files("#upload input[type=file]", str(video))
+    page.wait_for_timeout(500)  # the upload reaches the server before the click
+    page.click("#run")
+    page.wait_for_function("s => { const e = document.querySelector(s); return e && /^(done|error|damaged)/.test(e.value); }",
+                           arg=STATUS, timeout=240_000)
+    return page.input_value(STATUS)
+
+
+def test_upload_streams_and_downloads_the_segmenters_masks(demo_url, browser, toy_root, toy_weights, tmp_path):
+    url, _ = demo_url
+    video = os.path.join(toy_root, "videos", "clip.avi")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    status = _segment(page, url, video)
+    count = int(re.match(r"done: (\d+) frames", status).group(1))
+    cfg = Config()
+    cfg.apply_preset("toy")
+    model, _ = load_lsta(toy_weights, cfg)
+    expected = [f.mask for f in VideoSegmenter(model, InferenceOptions.from_config(cfg)).segment(video, 854)]
+    assert count == len(expected) > 0
+    links = page.eval_on_selector_all("#downloads a", "els => els.map(e => e.href)")
+    masks_zip = next(link for link in links if link.split("?")[0].endswith("_masks.zip"))
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(masks_zip).body()))
+    names = sorted(n for n in archive.namelist() if n.endswith(".png"))
+    assert names == [f"clip/{i:05d}.png" for i in range(count)]
+    for name, mask in zip(names, expected):
+        assert np.array_equal(np.array(Image.open(archive.open(name))), mask), name
+    assert page.eval_on_selector("#overlay img", "e => e.naturalWidth") > 0
+    page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+    assert (tmp_path / "demo.png").stat().st_size > 0
+
+
+def test_damaged_and_wrong_files_get_one_line(demo_url, browser, toy_root, tmp_path):
+    url, _ = demo_url
+    data = open(os.path.join(toy_root, "videos", "clip.avi"), "rb").read()
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(data[: len(data) * 2 // 3])  # the last third of the frames is gone
+    page = browser.new_page()
+    status = _segment(page, url, damaged)
+    assert status.startswith("damaged file: kept the") and "\n" not in status
+    kept = int(re.search(r"kept the (\d+) frames", status).group(1))
+    assert 0 < kept
+    garbage = tmp_path / "not_a_video.mp4"
+    garbage.write_bytes(os.urandom(4096))
+    status = _segment(page, url, garbage)
+    assert status.startswith("error: ") and "not_a_video.mp4" in status and "\n" not in status
