@@ -157,9 +157,9 @@ def score(bench: Benchmark, sequences: list[EvalSequence], results_dir: str, spl
         if metric == "none":
             headline["videos"] = float(len(sequences))
         elif metric == "saliency":
-            figures, file, table = _saliency(bench, sequences, results_dir, details)
+            figures, written, table = _saliency(bench, sequences, results_dir, details)
             headline.update(figures)
-            files.append(file)
+            files += written
             tables.append(table)
         else:
             pairs = {s.name: _pairs(bench, s, results_dir, drop_empty=bench.scored == "annotated_nonempty")
@@ -226,7 +226,7 @@ def _j_class(sequences, scores: dict[str, SequenceScore], results_dir: str,
 
 
 def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str,
-              details: dict[str, dict[str, list]]) -> tuple[dict[str, float], str, str]:
+              details: dict[str, dict[str, list]]) -> tuple[dict[str, float], list[str], str]:
     per_sequence, rows, seen = [], [], Counter()
     for seq in sequences:
         frames = inner_annotated(seq)
@@ -253,7 +253,8 @@ def _saliency(bench: Benchmark, sequences: list[EvalSequence], results_dir: str,
     figures = dataset_saliency(per_sequence)
     write_csv(os.path.join(results_dir, "saliency_results.csv"), list(figures), [figures])
     write_csv(os.path.join(results_dir, "per-sequence_saliency.csv"), ["Sequence", "S", "maxF", "adpF", "MAE"], rows)
-    return figures, "saliency_results.csv", _rows_table(rows, ["S", "maxF", "adpF", "MAE"])
+    return (figures, ["saliency_results.csv", "per-sequence_saliency.csv"],
+            _rows_table(rows, ["S", "maxF", "adpF", "MAE"]))
 
 
 def _frame_mae(probability: np.ndarray, gt: np.ndarray) -> float:

@@ -226,8 +226,8 @@ def write_summary_page(path: str, results: list[BenchmarkResult], reports: dict[
     return _page(path, "LSTA evaluation summary", ["<h1>Evaluation summary</h1>", table])
 
 
-def write_video_report(folder: str, frames: list[str], masks: list[str], areas: list[float]) -> list[str]:
-    """`<folder>/report/`: the object's share of each frame over time and a strip of evenly spaced overlays."""
+def write_video_report(folder: str, frames: list[str], areas: list[float]) -> list[str]:
+    """`<folder>/report/`: the object's share of each frame (`areas`) over time and a strip of evenly spaced overlays (`frames`: overlay images)."""
     out = os.path.join(folder, REPORT)
     os.makedirs(out, exist_ok=True)
     plt = _pyplot()
