@@ -247,7 +247,12 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
     log.info(f"evaluating {ckpt_path} ({tag}); results in {', '.join(f.path for f in folders)}")
     model, _ = load_lsta(ckpt_path, cfg)
     timer = SectionTimer(device)
-    segmenter = VideoSegmenter.from_config(model, cfg, device, timer.measure)
+    built: dict[str, VideoSegmenter] = {}
+    # Rank 0 first: with TEST_BACKEND onnxruntime it makes a missing export once, and the other
+    # ranks then find it in the cache instead of exporting the same weights again.
+    on_main_then_share(world, lambda: built.setdefault("main", VideoSegmenter.from_config(model, cfg, device,
+                                                                                        timer.measure)) and None)
+    segmenter = built.get("main") or VideoSegmenter.from_config(model, cfg, device, timer.measure)
     record = {"checkpoint": ckpt_path, "checkpoint_sha256": file_digest(ckpt_path), "settings": cfg.to_dict(),
               "model": model.args.to_record()}
     if args.video:

@@ -104,6 +104,8 @@ def segment_upload(segmenter: VideoSegmenter, upload: str, settings: DemoSetting
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
+    if count == 0:
+        raise DataError(f"no frame of {os.path.basename(upload)} could be decoded") from damage
     downloads = [_zip_folder(masks, os.path.join(job, f"{name}_masks.zip"), name),
                  _zip_folder(os.path.join(job, "probabilities", name), os.path.join(job, f"{name}_probabilities.zip"),
                              name),

@@ -1,24 +1,18 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
-import socket
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tools.make_toy_data import make_toy_data
+from utils.browser import CHROMIUM, launch_chromium
+from utils.net import free_port  # noqa: F401  (the tests' import of it)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface, for a torchrun rendezvous."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fixture(name: str) -> str:
@@ -75,13 +69,6 @@ def toy_weights(tmp_path_factory) -> str:
     return path
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
-# Flags for a headless Chromium on a machine without network: no sandbox (CI runs as root), no
-# background connections (refused here, many at a time).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
 @pytest.fixture(scope="session")
 def browser():
     """Headless Chromium driven by Playwright; skipped with one line where no Chromium is installed."""
@@ -89,6 +76,6 @@ def browser():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()

@@ -4,8 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 
 import numpy as np
@@ -15,7 +13,8 @@ from PIL import Image
 from config import Config
 from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.weights import load_lsta
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from utils.net import free_port, wait_for_http
 
 STATUS = "#status textarea"
 
@@ -29,16 +28,9 @@ def demo_url(browser, toy_weights, tmp_path_factory):
     server = subprocess.Popen([sys.executable, "demo.py", "--preset", "toy", "--ckpt_path", toy_weights, "--port",
                                str(port), "--opts", "DIR_ROOT", str(root)], cwd=ROOT, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                server.kill()
-                pytest.fail(f"demo.py did not start: {open(root / 'demo.log').read()[-2000:]}")
-            time.sleep(0.5)
+    if not wait_for_http(url, lambda: server.poll() is None, 180):
+        server.kill()
+        pytest.fail(f"demo.py did not start: {open(root / 'demo.log').read()[-2000:]}")
     yield url, root
     server.terminate()
     server.wait(timeout=30)
