@@ -21,7 +21,7 @@ from config import Config, ConfigError, config_error_lines, load_config
 from dataloaders.train_datasets import youtubevos_videos
 from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
 from evaluation.evaluate import score_only
-from evaluation.results_folder import LOCK, MANIFEST, RECORD
+from evaluation.results_folder import LOCK, RECORD
 from inference.segmenter import VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT
@@ -145,35 +145,6 @@ def test_a_second_evaluation_into_a_busy_folder_is_refused(davis_copy, toy_weigh
     finally:
         held.release(remove=True)
     assert os.listdir(results) == []
-
-
-def test_an_interrupted_evaluation_resumes(davis_copy, toy_weights, tmp_path):
-    full = tmp_path / "full"
-    assert eval_davis(davis_copy, toy_weights, full).returncode == 0
-    results = tmp_path / "res"
-    proc = subprocess.Popen([sys.executable, "eval.py", "--ckpt_path", toy_weights, "--out", str(results),
-                             "--opts", "DIR_DAVIS", str(davis_copy), *TOY_EVAL], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:  # killed once the first sequence is done
-        if (results / MANIFEST).exists() and "done " in (results / MANIFEST).read_text():
-            proc.kill()
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.fail("the evaluation finished before it could be interrupted")
-    line = one_error_line(eval_davis(davis_copy, toy_weights, results))
-    assert "--resume" in line and "--overwrite" in line
-    out = eval_davis(davis_copy, toy_weights, results, "--resume")
-    assert out.returncode == 0, out.stderr[-3000:]
-    record = json.loads((results / RECORD).read_text())
-    assert record["status"] == "complete" and record["resumed_sequences"]
-    for name in ("global_results-val.csv", "per-sequence_results-val.csv"):
-        assert (results / name).read_text() == (full / name).read_text()
-    for relative in files_under(full):
-        if relative.endswith(".png"):
-            assert np.array_equal(np.array(Image.open(results / relative)), np.array(Image.open(full / relative)))
 
 
 def test_short_sequences_are_refused_before_inference(davis_copy, toy_weights, tmp_path):

@@ -1,4 +1,6 @@
-"""Evaluation over two gloo processes (torchrun) equals one process, byte for byte; a failing rank stops both."""
+"""Evaluation over two gloo processes (torchrun) equals one process, byte for byte; a failing rank stops both;
+a killed evaluation resumes."""
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +38,15 @@ def _eval(davis, weights, out, processes: int, *extra):
                           timeout=600, env=ONE_THREAD)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return found
+
+
 def _files(folder) -> dict[str, bytes]:
     found = {}
     for base, _, names in os.walk(folder):
@@ -53,14 +64,33 @@ def test_shares_are_balanced_by_frame_count():
     assert [[s.name for s in part] for part in shares(seqs, 1)] == [["a", "b", "c", "d"]]
 
 
-def test_two_processes_give_the_same_results_and_a_failing_rank_stops_both(toy_root, toy_weights, tmp_path):
-    davis = tmp_path / "DAVIS"
-    shutil.copytree(os.path.join(toy_root, "DAVIS"), davis)
-    one = _eval(davis, toy_weights, tmp_path / "one", 1)
+@pytest.fixture(scope="module")
+def davis4(toy_root, tmp_path_factory):
+    """The toy DAVIS-2016 val with its two sequences copied under two more names: 2 per rank."""
+    root = tmp_path_factory.mktemp("davis4") / "DAVIS"
+    shutil.copytree(os.path.join(toy_root, "DAVIS"), root)
+    for source, copy in (("toy-val-00", "toy-val-02"), ("toy-val-01", "toy-val-03")):
+        for kind in ("JPEGImages", "Annotations"):
+            shutil.copytree(root / kind / "480p" / source, root / kind / "480p" / copy)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("toy-val-00\ntoy-val-01\ntoy-val-02\ntoy-val-03\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def single(davis4, toy_weights, tmp_path_factory):
+    """`davis4` evaluated by one process: its masks and tables."""
+    out = tmp_path_factory.mktemp("single") / "one"
+    one = _eval(davis4, toy_weights, out, 1)
     assert one.returncode == 0, one.stderr[-3000:]
+    return _files(out)
+
+
+def test_two_processes_give_the_same_results_and_a_failing_rank_stops_both(davis4, toy_weights, single, tmp_path):
+    davis = tmp_path / "DAVIS"
+    shutil.copytree(davis4, davis)
     two = _eval(davis, toy_weights, tmp_path / "two", 2)
     assert two.returncode == 0, two.stderr[-3000:]
-    single, sharded = _files(tmp_path / "one"), _files(tmp_path / "two")
+    sharded = _files(tmp_path / "two")
     assert sorted(single) == sorted(sharded) and any(k.endswith(".csv") for k in single)
     assert all(single[k] == sharded[k] for k in single)
     # Rank 1's sequence (toy-val-01: equal lengths go in list order) has a damaged frame.
@@ -79,27 +109,32 @@ def test_two_processes_give_the_same_results_and_a_failing_rank_stops_both(toy_r
     assert not [n for n in os.listdir(tmp_path / "failed") if n.endswith(".csv")]
 
 
-def test_a_killed_sharded_evaluation_resumes(toy_root, toy_weights, tmp_path):
-    davis = tmp_path / "DAVIS"
-    shutil.copytree(os.path.join(toy_root, "DAVIS"), davis)
-    assert _eval(davis, toy_weights, tmp_path / "one", 1).returncode == 0
+def test_a_killed_sharded_evaluation_resumes(davis4, toy_weights, single, tmp_path):
+    davis = davis4
     results = tmp_path / "two"
-    # torchrun and both ranks in a process group of their own, killed together (kill -9) once a
-    # sequence is recorded done: the other is then unfinished (some of its masks written or none).
+    # Both ranks and torchrun killed (kill -9) once a sequence is recorded done: each rank then has
+    # another sequence to do, unfinished (some of its masks written, or none).
     proc = subprocess.Popen(_command(davis, toy_weights, results, 2), cwd=ROOT, env=ONE_THREAD,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (results / MANIFEST).exists() and "done " in (results / MANIFEST).read_text():
-            os.killpg(proc.pid, signal.SIGKILL)
+            for pid in _children(proc.pid) + [proc.pid]:  # torchrun starts each rank in a session of its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait()
-    if proc.returncode == 0:
+    if json.loads((results / RECORD).read_text())["status"] == "complete":
         pytest.fail("the evaluation finished before it could be killed")
+    # Without --resume the folder is refused, with one line offering --resume and --overwrite.
+    refused = _eval(davis, toy_weights, results, 1)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode != 0 and len(errors) == 1 and "--resume" in errors[0] and "--overwrite" in errors[0]
     resumed = _eval(davis, toy_weights, results, 2, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads((results / RECORD).read_text())["resumed_sequences"]
-    single, sharded = _files(tmp_path / "one"), _files(results)
+    record = json.loads((results / RECORD).read_text())
+    assert record["status"] == "complete" and record["resumed_sequences"]
+    sharded = _files(results)
     assert sorted(single) == sorted(sharded)
     assert all(single[k] == sharded[k] for k in single)
