@@ -203,7 +203,10 @@ class VideoSegmenter:
         for view in self.views:
             tensors = [eval_preprocess(f, self.max_size, f"frame {first + i} of {name}", view.scale)
                        for i, f in enumerate(frames)]
-            batch = torch.stack(tensors).to(self.device, non_blocking=True)
+            batch = torch.stack(tensors)
+            if self.device.type == "cuda":  # page-locked, so that the copy overlaps the GPU's work
+                batch = batch.pin_memory()
+            batch = batch.to(self.device, non_blocking=True)
             batches.append(batch.flip(-1) if view.flip else batch)
         return batches
 
