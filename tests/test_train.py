@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import pytest
 import torch
 
@@ -12,8 +13,10 @@ from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.stm import STM
 from tests.conftest import ROOT, free_port
+from training.curves import read_scalars
 from training.launch import EXIT_STOPPED, train
 from training.losses import ohem_cross_entropy
+from training.run_record import CURVES, SCALARS
 from training.schedule import Schedule
 from training.trainer import Trainer
 from utils.checkpoint import checkpoints_newest_first
@@ -229,7 +232,7 @@ def test_precision_is_true_float32_unless_tf32_is_asked_for(toy_root, tmp_path):
         assert summary(cfg)["precision"] == "float32"  # this run's own device is the CPU
 
 
-def test_tensorboard_scalars_read_back(toy_root, tmp_path):
+def test_scalars_read_back_from_tensorboard_and_scalars_jsonl(toy_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=2, TRAIN_TBLOG=True, TRAIN_TBLOG_STEP=1)
     assert train(cfg, CPU) == 0
@@ -241,6 +244,11 @@ def test_tensorboard_scalars_read_back(toy_root, tmp_path):
     assert [e.step for e in events.Scalars("loss/frame0")] == [0, 1, 2]
     assert [e.value for e in events.Scalars("lr")] == pytest.approx([Schedule.from_config(cfg).learning_rate(s) for s in range(3)])
     assert summary(cfg)["losses"][0] == pytest.approx(events.Scalars("loss/frame0")[-1].value, rel=1e-6)
+    # The same scalars, machine-readable beside the run, and their picture.
+    scalars = read_scalars(os.path.join(cfg.DIR_RESULT, SCALARS))
+    assert scalars["loss/frame0"] == ([0, 1, 2], pytest.approx([e.value for e in events.Scalars("loss/frame0")]))
+    curves = cv2.imread(os.path.join(cfg.DIR_RESULT, CURVES))
+    assert curves is not None and curves.shape[0] > 100 and curves.std() > 0
 
 
 def _backbone_only_file(path, fmt: str) -> str:

@@ -1,6 +1,7 @@
-"""Hooks of the training loop: progress bar, log lines and summary, TensorBoard, stop requests, checkpoints."""
+"""Hooks of the training loop: progress bar, log lines and summary, scalars (TensorBoard, curves), stop requests, checkpoints."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -90,36 +91,55 @@ class MetricsHook(HookBase):
         self.window = _Window()
 
 
-class TensorBoardHook(HookBase):
-    """Scalars every `every` steps (rank 0): loss and IoU per frame, lr, clip coefficient, speed."""
+class ScalarsHook(HookBase):
+    """Scalars every `every` steps (rank 0): loss and IoU per frame, lr, clip coefficient, speed.
 
-    def __init__(self, folder: str, every: int, curves: str | None = None) -> None:
-        self.folder, self.every, self.writer = folder, every, None
-        self.curves = curves  # where the picture of the run's scalars goes when training stops
+    Each logged step is a line of `scalars` (JSON, appended and flushed, so a resumed run continues
+    it) and, when `tensorboard` names a folder, TensorBoard scalars there; when training stops, the
+    lines are plotted into `curves` (training/curves.py).
+    """
+
+    def __init__(self, scalars: str, every: int, curves: str, tensorboard: str | None = None) -> None:
+        self.scalars, self.every, self.curves, self.tensorboard = scalars, every, curves, tensorboard
+        self.file, self.writer = None, None
 
     def before_train(self, trainer: Trainer, state: LoopState) -> None:
-        if trainer.world.is_main:
+        if not trainer.world.is_main:
+            return
+        self.file = open(self.scalars, "a")
+        if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(self.folder)
+            self.writer = SummaryWriter(self.tensorboard)
 
     def after_step(self, trainer: Trainer, state: LoopState) -> None:
         result, step = state.result, state.step
-        if self.writer is None or result is None or step % self.every:
+        if self.file is None or result is None or step % self.every:
             return
+        scalars = {}
         for i, (loss, iou) in enumerate(zip(result.losses, result.ious)):
-            self.writer.add_scalar(f"loss/frame{i}", loss, step)
-            self.writer.add_scalar(f"iou/frame{i}", iou, step)
-        self.writer.add_scalar("lr", trainer.schedule.learning_rate(step), step)
-        self.writer.add_scalar("clip_coefficient", result.clip_coefficient(trainer.settings.clip_norm), step)
-        self.writer.add_scalar("seconds_per_step", state.step_time, step)
-        self.writer.add_scalar("samples_per_second", trainer.settings.global_batch / state.step_time, step)
+            scalars[f"loss/frame{i}"], scalars[f"iou/frame{i}"] = float(loss), float(iou)
+        scalars["lr"] = trainer.schedule.learning_rate(step)
+        scalars["clip_coefficient"] = result.clip_coefficient(trainer.settings.clip_norm)
+        scalars["seconds_per_step"] = state.step_time
+        scalars["samples_per_second"] = trainer.settings.global_batch / state.step_time
+        self.file.write(json.dumps({"step": step, **scalars}) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
 
     def after_train(self, trainer: Trainer, state: LoopState) -> None:
+        if self.file is None:
+            return
+        self.file.close()
         if self.writer is not None:
             self.writer.close()
-            if self.curves:
-                written = write_curves(self.folder, self.curves)
-                trainer.log.info(f"training curves: {written or 'none (no scalars were logged)'}")
+        try:
+            written = write_curves(self.scalars, self.curves)
+        except OSError as err:  # a picture is not worth failing a finished run for
+            trainer.log.warning(f"could not write {self.curves}: {err}")
+            return
+        trainer.log.info(f"training curves: {written or 'none (no step was logged)'}")
 
 
 class StopHook(HookBase):
@@ -157,8 +177,8 @@ def default_hooks(trainer: Trainer, summary: RunSummary, folder: RunFolder, chec
                   stop: StopRequest, options: dict[str, Any]) -> list[HookBase]:
     """The hooks of a training run, in the order they run after each step."""
     hooks: list[HookBase] = [ProgressHook(), MetricsHook(options["log_every"], summary, folder, trainer.log)]
-    if options["tensorboard"]:
-        hooks.append(TensorBoardHook(options["tensorboard_dir"], options["tensorboard_every"], options["curves"]))
+    hooks.append(ScalarsHook(options["scalars"], options["scalars_every"], options["curves"],
+                             options["tensorboard_dir"] if options["tensorboard"] else None))
     hooks += [StopHook(stop, options["stop_step"]),
               CheckpointHook(checkpointer, options["save_every"], options["config"], summary, trainer.log)]
     return hooks

@@ -23,6 +23,8 @@ from dataloaders.sampler import EpochSampler
 from dataloaders.train_datasets import build_train_dataset
 from training.hooks import default_hooks
 from training.run_record import (
+    CURVES,
+    SCALARS,
     Checkpointer,
     RunFolder,
     check_source_unchanged,
@@ -120,9 +122,9 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
         loader, sampler = build_train_loader(dataset, cfg, trainer.rank_batch, info.rank, info.world_size)
         batches = _batches(loader, sampler, start_step, trainer.rank_batch, stop)
         options = {"log_every": cfg.TRAIN_LOG_STEP, "tensorboard": cfg.TRAIN_TBLOG, "tensorboard_dir": cfg.DIR_TB_LOG,
-                   "tensorboard_every": cfg.TRAIN_TBLOG_STEP, "save_every": cfg.TRAIN_SAVE_STEP,
-                   "curves": os.path.join(cfg.DIR_RESULT, "curves.png"), "stop_step": stop_step,
-                   "config": cfg.to_dict()}
+                   "scalars_every": cfg.TRAIN_TBLOG_STEP, "save_every": cfg.TRAIN_SAVE_STEP,
+                   "scalars": os.path.join(cfg.DIR_RESULT, SCALARS), "curves": os.path.join(cfg.DIR_RESULT, CURVES),
+                   "stop_step": stop_step, "config": cfg.to_dict()}
         hooks = default_hooks(trainer, summary, folder, checkpointer, stop, options)
         log.info(f"training steps {start_step}..{cfg.TRAIN_TOTAL_STEPS} on {info.world_size} process(es), "
                  f"{info.device}, batch {cfg.TRAIN_BATCH_SIZE} ({trainer.rank_batch} per rank, passes of "

@@ -43,6 +43,9 @@ def fingerprint(cfg: Config) -> dict[str, Any]:
     return {key: cfg.to_dict()[key] for key in FINGERPRINT_KEYS}
 
 
+SCALARS, CURVES = "scalars.jsonl", "curves.png"  # the run's logged scalars, one JSON line per step; their plot
+
+
 class RunFolderError(UserError, RuntimeError):
     """The run folder is in use by another run, or holds a run with incompatible settings."""
 
@@ -105,7 +108,8 @@ class RunFolder:
     def set_aside(self) -> str | None:
         """Move the folder's run (checkpoints, records, logs) into archive/<time>/; returns that folder."""
         names = [self.ckpt_dir, self.tensorboard_dir] + [os.path.join(self.path, n) for n in
-                                                         ("run.json", "summary.json", "train.log", "config.json")]
+                                                         ("run.json", "summary.json", "train.log", "config.json",
+                                                          SCALARS, CURVES)]
         present = [p for p in names if os.path.exists(p)]
         if not present:
             return None
