@@ -94,10 +94,13 @@ def _frame_plot(path: str, name: str, frames: dict[str, list]) -> None:
         ax.set_xlabel("threshold", fontsize=8)
         ax.set_ylabel("F", fontsize=8)
     else:
-        ax.plot(range(len(frames["J"])), frames["J"], label="J")
+        names = frames.get("names", [])
+        numbered = len(names) == len(frames["J"]) and all(n.isdigit() for n in names)
+        x = [int(n) for n in names] if numbered else list(range(len(frames["J"])))
+        ax.plot(x, frames["J"], label="J")
         if frames.get("F"):
-            ax.plot(range(len(frames["F"])), frames["F"], label="F", alpha=0.7)
-        ax.set_xlabel("scored frame", fontsize=8)
+            ax.plot(x, frames["F"], label="F", alpha=0.7)
+        ax.set_xlabel("frame" if numbered else "scored frame", fontsize=8)
         ax.legend(fontsize=7)
     ax.set_ylim(0, 1.02)
     ax.set_title(name, fontsize=9)

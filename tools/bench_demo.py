@@ -59,6 +59,7 @@ def main() -> None:
                     totals.append(time.perf_counter() - start)
                     status = page.input_value("#status textarea")
                 if args.screenshot:
+                    page.wait_for_timeout(1500)  # the page fades its outputs while an event is pending
                     page.screenshot(path=args.screenshot)
                 browser.close()
         finally:
