@@ -255,8 +255,9 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
     on_main_then_share(world, lambda: built.setdefault("main", VideoSegmenter.from_config(model, cfg, device,
                                                                                         timer.measure)) and None)
     segmenter = built.get("main") or VideoSegmenter.from_config(model, cfg, device, timer.measure)
+    precision = f"{precision}, {segmenter.backend} backend"
     record = {"checkpoint": ckpt_path, "checkpoint_sha256": file_digest(ckpt_path), "settings": cfg.to_dict(),
-              "model": model.args.to_record()}
+              "model": model.args.to_record(), "backend": segmenter.backend}
     if args.video:
         folder = folders[0]
         folder.open(mode if mode != "resume" else "overwrite", {**record, "benchmark": "video", "video": args.video})

@@ -13,8 +13,11 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 
@@ -22,8 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from networks.lsta import LSTA, ModelArgs
 from utils.errors import MissingFileError
 
+log = logging.getLogger("lsta.inference")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `python -m inference.onnx_backend` runs
 ONNX_OPSET = 18
 ENCODER_FILE, HEAD_FILE = "encoder.onnx", "head.onnx"  # weights beside each in <file>.data (ONNX external data)
 # Frame sides the exported encoder accepts: eval sizes are 16k+1, at least 33 (config.MIN_FRAME_SIDE).
@@ -51,32 +58,25 @@ class _Head(nn.Module):
         return self.model.head(ltm_out, sta_out)
 
 
-def export_model(model: nn.Module, folder: str, parts: tuple[str, ...] = (ENCODER_FILE, HEAD_FILE)) -> None:
+def export_model(model: LSTA, folder: str, parts: tuple[str, ...] = (ENCODER_FILE, HEAD_FILE)) -> None:
     """Export an LSTA's encoder and head (`parts`) to `folder`, for any batch and frame size.
 
-    The folder appears whole or not at all: the export is written beside it and renamed into place.
+    The export runs in a fresh Python process: torch.export reads the legacy TF32 flags, which
+    raise in a process that has set the new ones (utils/precision.py, on any device). The folder
+    appears whole or not at all: the export is written beside it and renamed into place.
     """
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is shared like the checkpoints beside it
-    model = model.eval().cpu()
-    batch = torch.export.Dim("batch", min=1, max=64)
-    height, width = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE), torch.export.Dim("width", min=MIN_SIDE,
-                                                                                             max=MAX_SIDE)
-    fh, fw = torch.export.Dim("fh", min=9, max=MAX_SIDE // 4 + 1), torch.export.Dim("fw", min=9, max=MAX_SIDE // 4 + 1)
-    graphs = [(model.feature_extractor, (torch.zeros(2, 3, 65, 97),), ({0: batch, 2: height, 3: width},),
-               ["images"], ["features"], ENCODER_FILE),
-              (_Head(model), (torch.zeros(1, 32, 17, 25), torch.zeros(1, 16, 17, 25)),
-               ({2: fh, 3: fw}, {2: fh, 3: fw}), ["ltm_out", "sta_out"], ["logits"], HEAD_FILE)]
     try:
-        for module, example, dynamic, inputs, outputs, name in (g for g in graphs if g[-1] in parts):
-            # The exporter reports each pass on stdout and warns about things that do not concern us.
-            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(module, example, os.path.join(staging, name), dynamo=True, verbose=False,
-                                  opset_version=ONNX_OPSET, input_names=inputs, output_names=outputs,
-                                  dynamic_shapes=dynamic)
+        weights = os.path.join(staging, "weights.pth")
+        torch.save({"state_dict": model.state_dict(), "model_args": model.args.to_record()}, weights)
+        done = subprocess.run([sys.executable, "-m", "inference.onnx_backend", weights, staging, *parts],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        if done.returncode != 0:
+            raise RuntimeError(f"exporting {folder} for onnxruntime failed:\n{done.stderr[-4000:]}")
+        os.remove(weights)
         try:
             os.replace(staging, folder)
         except OSError:
@@ -86,6 +86,26 @@ def export_model(model: nn.Module, folder: str, parts: tuple[str, ...] = (ENCODE
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_graphs(model: LSTA, folder: str, parts: list[str]) -> None:
+    """The export itself (run by export_model in a process of its own)."""
+    model = model.eval().cpu()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    height, width = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE), torch.export.Dim("width", min=MIN_SIDE,
+                                                                                             max=MAX_SIDE)
+    fh, fw = torch.export.Dim("fh", min=9, max=MAX_SIDE // 4 + 1), torch.export.Dim("fw", min=9, max=MAX_SIDE // 4 + 1)
+    graphs = [(model.feature_extractor, (torch.zeros(2, 3, 65, 97),), ({0: batch, 2: height, 3: width},),
+               ["images"], ["features"], ENCODER_FILE),
+              (_Head(model), (torch.zeros(1, 32, 17, 25), torch.zeros(1, 16, 17, 25)),
+               ({2: fh, 3: fw}, {2: fh, 3: fw}), ["ltm_out", "sta_out"], ["logits"], HEAD_FILE)]
+    for module, example, dynamic, inputs, outputs, name in (g for g in graphs if g[-1] in parts):
+        # The exporter reports each pass on stdout and warns about things that do not concern us.
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, example, os.path.join(folder, name), dynamo=True, verbose=False,
+                              opset_version=ONNX_OPSET, input_names=inputs, output_names=outputs,
+                              dynamic_shapes=dynamic)
 
 
 class OnnxGraph:
@@ -122,9 +142,18 @@ class OnnxModel:
         self.head = OnnxGraph(os.path.join(folder, HEAD_FILE))
 
     @classmethod
-    def for_model(cls, model: nn.Module, architecture: dict, cache: str) -> "OnnxModel":
+    def for_model(cls, model: LSTA, architecture: dict, cache: str) -> "OnnxModel":
         """The cached export of these weights under `cache`, exporting it first if there is none."""
         folder = os.path.join(cache, weights_digest(model, architecture))
         if not os.path.isfile(os.path.join(folder, HEAD_FILE)):
+            log.info(f"exporting the encoder and head for onnxruntime into {folder} (once per set of weights; "
+                     f"about 40 s for ResNet-101)")
             export_model(model, folder)
         return cls(folder)
+
+
+if __name__ == "__main__":  # export_model's worker: weights file, output folder, parts
+    _saved = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+    _model = LSTA(ModelArgs.from_record(_saved["model_args"]))
+    _model.load_state_dict(_saved["state_dict"])
+    _export_graphs(_model, sys.argv[2], sys.argv[3:])

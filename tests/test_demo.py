@@ -12,8 +12,10 @@ from PIL import Image
 
 from config import Config
 from inference.segmenter import InferenceOptions, VideoSegmenter
+from inference.web_demo import DemoSettings, segment_upload
 from networks.weights import load_lsta
 from tests.conftest import ROOT
+from utils.errors import DataError
 from utils.net import free_port, wait_for_http
 
 STATUS = "#status textarea"
@@ -84,3 +86,42 @@ def test_damaged_and_wrong_files_get_one_line(demo_url, browser, toy_root, tmp_p
     garbage.write_bytes(os.urandom(4096))
     status = _segment(page, url, garbage)
     assert status.startswith("error: ") and "not_a_video.mp4" in status and "\n" not in status
+
+
+@pytest.fixture(scope="module")
+def segmenter(toy_weights):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    model, _ = load_lsta(toy_weights, cfg)
+    return VideoSegmenter(model, InferenceOptions.from_config(cfg))
+
+
+def _zip_of(path, frames: dict[str, np.ndarray]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, image in frames.items():
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            archive.writestr(name, buffer.getvalue())
+    return str(path)
+
+
+def test_a_zip_of_frames_is_read_flat_and_bad_frames_are_one_error(segmenter, tmp_path):
+    settings = DemoSettings(jobs_dir=str(tmp_path / "jobs"))
+    rng = np.random.RandomState(0)
+    frames = {f"../../clip/{i:03d}.png": rng.randint(0, 255, (70, 90, 3), np.uint8) for i in range(5)}
+    updates = list(segment_upload(segmenter, _zip_of(tmp_path / "clip.zip", frames), settings))
+    final = updates[-1]
+    assert final.frames == 5 and final.downloads
+    job = os.path.dirname(final.downloads[0])
+    assert sorted(os.listdir(os.path.join(job, "frames"))) == [f"{i:03d}.png" for i in range(5)]  # no path kept
+    assert not (tmp_path / "clip").exists()
+    mixed = dict(frames)
+    mixed["clip/005.png"] = rng.randint(0, 255, (80, 90, 3), np.uint8)
+    with pytest.raises(DataError, match="all frames of a video must have one size"):
+        list(segment_upload(segmenter, _zip_of(tmp_path / "mixed.zip", mixed), settings))
+    tiny = {"a.png": rng.randint(0, 255, (12, 12, 3), np.uint8)}
+    with pytest.raises(DataError, match="at least 29 pixels"):
+        list(segment_upload(segmenter, _zip_of(tmp_path / "tiny.zip", tiny), settings))
+    (tmp_path / "empty.zip").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable zip"):
+        list(segment_upload(segmenter, str(tmp_path / "empty.zip"), settings))

@@ -49,7 +49,7 @@ def test_train_bug_keeps_its_traceback_and_user_error_is_one_line(monkeypatch, t
 
 def test_eval_bug_keeps_its_traceback_and_user_error_is_one_line(monkeypatch, toy_root, toy_weights, tmp_path,
                                                                  capsys):
-    base = ["--ckpt_path", toy_weights, "--opts", "DIR_DATA", toy_root, "MODEL_MAX_MEM", "4"]
+    base = ["--ckpt_path", toy_weights, "--opts", "DIR_DATA", toy_root, "MODEL_MAX_MEM", "4", "TEST_BACKEND", "torch"]
     with pytest.raises(SystemExit) as done:  # a user error: weights that are not there
         run_entry(monkeypatch, "eval.py", "--ckpt_path", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "a"),
                   "--opts", "DIR_DATA", toy_root)

@@ -190,7 +190,9 @@ def test_a_checkpoint_of_another_architecture_is_refused_or_rebuilt(davis_copy, 
     out = run("eval.py", "--ckpt_path", r34, "--out", str(tmp_path / "b"), "--opts", "DIR_DAVIS", str(davis_copy),
               *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
-    segmenter = VideoSegmenter.from_checkpoint(r34)
+    settings = Config()
+    settings.set("TEST_BACKEND", "torch")  # inference settings only: the model is the checkpoint's
+    segmenter = VideoSegmenter.from_checkpoint(r34, settings)
     assert segmenter.model.args.backbone == "resnet34"
     # A state_dict of a larger backbone loaded into a smaller model: refused, naming both.
     small = LSTA.from_config(_toy_cfg("resnet18"))
@@ -477,7 +479,8 @@ def test_a_toy_checkpoint_evaluates_without_a_preset(toy_root, tmp_path):
     path = str(tmp_path / "save_step_300.pth")
     save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 300,
                      "config": cfg.to_dict()}, path)
-    out = run("eval.py", "--ckpt_path", path, "--out", str(tmp_path / "res"))
+    # (TEST_BACKEND torch spares the test an ONNX export; the checkpoint alone picks the model and data.)
+    out = run("eval.py", "--ckpt_path", path, "--out", str(tmp_path / "res"), "--opts", "TEST_BACKEND", "torch")
     assert out.returncode == 0, out.stderr[-3000:]
     record = json.loads((tmp_path / "res" / RECORD).read_text())
     assert record["model"]["backbone"] == "resnet18" and record["settings"]["DIR_DATA"] == toy_root
