@@ -16,10 +16,6 @@ from PIL import Image
 from utils.errors import DataError
 from utils.image_io import mask_encoding, read_mask
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from py_sod_metrics import MAE, Fmeasure, Smeasure
-
 F_BETA_SQUARED = 0.3
 S_ALPHA = 0.5
 
@@ -52,6 +48,8 @@ def sequence_saliency(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, o
     """Means over one sequence's (probability uint8, ground truth uint8) frames: S, adaptive F, MAE, F curve."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pysodmetrics announces a newer F-measure API; this one is the toolbox's
+        # Imported here: it pulls in scikit-learn (~1.4 s), which only saliency scoring needs.
+        from py_sod_metrics import MAE, Fmeasure, Smeasure
         s, f, mae = Smeasure(alpha=S_ALPHA), Fmeasure(beta=F_BETA_SQUARED), MAE()
         for pred, gt in pairs:
             if pred.shape != gt.shape:

@@ -13,7 +13,7 @@ from networks.weights import load_lsta
 def _segment(toy_root, toy_weights, precision):
     cfg = Config()
     cfg.apply_preset("toy")
-    frames = sorted(glob.glob(os.path.join(toy_root, "DAVIS", "JPEGImages", "480p", "toy-val-00", "*.jpg")))
+    frames = sorted(glob.glob(os.path.join(toy_root, "DAVIS", "JPEGImages", "480p", "toy-val-00", "*.jpg")))[:7]
     model, _ = load_lsta(toy_weights, cfg)
     segmenter = VideoSegmenter(model, InferenceOptions(window=5, precision=precision))
     return [(f.mask, f.probability) for f in segmenter.segment(frames)], frames
