@@ -13,6 +13,10 @@
   the peak memory of each batch size (each in its own process);
 - head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
   VideoSegmenter runs it, and re-projecting every memory frame as the authors' code does;
+- pipeline: frames/s of a 480x854 JPEG folder streamed through VideoSegmenter and ResultWriter
+  (decode, model, resize, PNG and overlay writing overlapped), of the model alone (synchronised),
+  and as the authors timed it (no synchronisation, the first window's encoding not counted), for
+  each precision (and on CPU each backend), with the share of mask pixels equal to float32's;
 - per-frame streaming cost = encoder (batch 1 on CPU, 4 on GPU) + head, for the plain views and
   for test-time flip and multi-scale (0.75, 1, 1.25);
 - memory: peak RSS of a process that streams 100 and 1,000 frames through VideoSegmenter (the
@@ -22,6 +26,7 @@ Timings are medians after a warm-up, CUDA-synchronised; random weights (the spee
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -156,6 +161,72 @@ def backend_table(args: argparse.Namespace) -> None:
           f"({args.height}x{args.width}, window {args.windows[0]})")
 
 
+def pipeline_options(device: str) -> list[tuple[str, str]]:
+    """(precision, backend) pairs worth timing on `device`."""
+    if device == "cuda":
+        return [("float32", "torch"), ("tf32", "torch"), ("bf16", "torch"), ("fp16", "torch")]
+    return [("float32", "torch"), ("float32", "onnxruntime"), ("bf16", "torch")]
+
+
+def pipeline_table(args: argparse.Namespace) -> None:
+    """Frames/s of the whole pipeline (decode, model, resize, PNG and overlay writing) and of the model alone."""
+    import tempfile
+    import time
+
+    import cv2
+    import numpy as np
+
+    from inference.results import ResultWriter
+    from inference.segmenter import InferenceOptions, VideoSegmenter
+    from utils.precision import set_float32_precision
+    rng = np.random.RandomState(0)
+    model = model_for(args.backbone, args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        frames = os.path.join(folder, "frames")
+        os.makedirs(frames)
+        base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
+        for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
+            cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
+        print(f"pipeline: {args.pipeline_frames} frames of 480x854 JPEG, window {args.windows[0]}, {args.device}")
+        print("| precision | backend | FPS with I/O | FPS model (synchronised) | FPS authors' way | masks = float32 |")
+        print("|---|---|---|---|---|---|")
+        reference = None
+        for precision, backend in pipeline_options(args.device):
+            if args.device == "cuda":
+                set_float32_precision(precision == "tf32")
+            calls: list[tuple[str, float, float]] = []  # (section, synchronised s, unsynchronised s)
+
+            @contextlib.contextmanager
+            def measure(name):
+                start, loose = now(args.device), time.perf_counter()
+                yield
+                loose_end = time.perf_counter()  # the authors read the clock without waiting for the GPU
+                calls.append((name, now(args.device) - start, loose_end - loose))
+
+            options = InferenceOptions(window=args.windows[0], precision=precision, backend=backend,
+                                       onnx_cache=args.onnx_cache)
+            segmenter = VideoSegmenter(model, options, args.device, measure)
+            segmenter.warm_up(np.zeros((480, 854, 3), np.uint8))
+            calls.clear()
+            masks = []
+            writer = ResultWriter(os.path.join(folder, "out", "masks"), overlays=os.path.join(folder, "out", "ov"))
+            start = now(args.device)
+            for frame in segmenter.segment(frames):
+                writer.write(f"{frame.index:05d}", frame)
+                masks.append(frame.mask)
+            writer.close()
+            with_io = len(masks) / (now(args.device) - start)
+            model_s = sum(s for name, s, _ in calls if name in ("encoder", "head"))
+            # The authors' count: unsynchronised, and the first window's encoding left out.
+            encodes = [loose for name, _, loose in calls if name == "encoder"]
+            first_window = sum(encodes[:args.windows[0]])
+            authors_s = sum(loose for name, _, loose in calls if name in ("encoder", "head")) - first_window
+            reference = reference or masks
+            agreement = float(np.mean([np.mean(a == b) for a, b in zip(reference, masks)]))
+            print(f"| {precision} | {backend} | {with_io:.2f} | {len(masks) / model_s:.2f} | "
+                  f"{len(masks) / max(authors_s, 1e-9):.2f} | {100 * agreement:.3f} % |", flush=True)
+
+
 def memory_run(frames: int) -> dict:
     """Peak RSS of streaming `frames` toy frames through VideoSegmenter (run in its own process)."""
     import numpy as np
@@ -194,7 +265,8 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
     parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["backends"], default=None, help="one section of the report")
+    parser.add_argument("--only", choices=["backends", "pipeline"], default=None, help="one section of the report")
+    parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")
     parser.add_argument("--onnx_cache", default=os.path.join(ROOT, "pretrained", "onnx"),
                         help="where the onnxruntime backend's export is kept (DIR_ONNX_CACHE)")
     parser.add_argument("--stream_run", default=None, help=argparse.SUPPRESS)               # internal
@@ -210,10 +282,14 @@ def main() -> None:
     if args.stream_run:
         print(json.dumps(stream_cost(args, args.stream_run)))
         return
+    if args.only == "pipeline":
+        pipeline_table(args)
+        return
     if args.device == "cpu":
         backend_table(args)
     if args.only == "backends":
         return
+    pipeline_table(args)
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), backbone {args.backbone}, input "
           f"{args.height}x{args.width}, float32, torch {torch.__version__}, random weights")
