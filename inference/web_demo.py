@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ class Update:
 def segment_upload(segmenter: VideoSegmenter, upload: str, settings: DemoSettings) -> Iterator[Update]:
     """Segment an uploaded video file, zip of frames or bundled clip; stream the page's updates."""
     name = re.sub(r"[^\w.\-]", "_", os.path.splitext(os.path.basename(upload))[0]) or "video"
-    job = os.path.join(settings.jobs_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}")
+    os.makedirs(settings.jobs_dir, exist_ok=True)
+    job = tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-", dir=settings.jobs_dir)  # never reused
     source = frames_of_zip(upload, os.path.join(job, "frames")) if upload.lower().endswith(".zip") else upload
     masks, overlays = os.path.join(job, "masks", name), os.path.join(job, "overlays")
     writer = ResultWriter(masks, os.path.join(job, "probabilities", name), overlays,
@@ -112,8 +114,8 @@ def segment_upload(segmenter: VideoSegmenter, upload: str, settings: DemoSetting
                  os.path.join(job, "overlay.mp4")]
     last = read_image(os.path.join(overlays, f"{count - 1:05d}.jpg"))
     if damage is not None:
-        status = (f"damaged file: kept the {count} frames that decoded ({elapsed:.1f} s); "
-                  f"{user_message(damage).split(': ', 1)[-1]}")
+        status = (f"damaged file: kept the {count} frames that decoded ({elapsed:.1f} s); the rest of "
+                  f"{os.path.basename(upload)} could not be read")
     else:
         status = f"done: {count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} frames/s)"
     yield Update(status, _rgb(last), count, downloads)
