@@ -98,7 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "PRETRAIN": False,
         "TRAIN_LOSS_LAST_FRAME_ONLY": False,  # the clean step: every frame's loss (the encoder is trained anyway)
         "TRAIN_AUTHORS_ENCODER_GRAD": False,
-        "TEST_BACKEND": "torch",          # exporting for onnxruntime (~9 s) costs more than a toy clip takes
+        "TEST_BACKEND": "torch",          # exporting for onnxruntime (~16 s) costs more than a toy clip takes
         "DATA_RANDOMCROP": (113, 113),
         "DATA_SHORT_EDGE_LEN": 120,
         "DATA_CURR_SEQ_LEN": 3,
