@@ -1,11 +1,11 @@
 """The encoder and the refine head run by ONNX Runtime on the CPU (TEST_BACKEND onnxruntime).
 
 On a CPU the convolutions are nearly all of a frame's cost: ResNet DeepLabv3+ (~286 GFLOP at
-481x849) and the refine head (~44 GFLOP). ONNX Runtime runs the same graphs faster than PyTorch
-eager there, and suffers far less when other processes share the cores (tools/bench_model.py).
-Everything between them (FrameCache, LTM, STA, the window) stays in PyTorch. Both graphs are
-exported once per set of weights, cached under a digest of the weights and the architecture;
-`python -m tools.export_onnx` does it ahead of time.
+481x849) and the refine head (~44 GFLOP). ONNX Runtime runs the encoder in ~0.65x PyTorch eager's
+time there, the head in the same time (tools/bench_model.py --only backends). Everything between
+them (FrameCache, LTM, STA, the window) stays in PyTorch. Both graphs are exported once per set
+of weights, cached under a digest of the weights and the architecture; `python -m
+tools.export_onnx` does it ahead of time.
 """
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ ENCODER_FILE, HEAD_FILE = "encoder.onnx", "head.onnx"  # weights beside each in 
 MIN_SIDE, MAX_SIDE = 33, 8193
 
 
-def weights_digest(model: nn.Module, architecture: dict) -> str:
+def weights_digest(model: LSTA) -> str:
     """A hex digest of the model's weights and buffers, its architecture, and the exporter's versions."""
-    digest = hashlib.sha256(json.dumps({"arch": architecture, "opset": ONNX_OPSET, "torch": torch.__version__},
-                                       sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({"arch": model.args.to_record(), "opset": ONNX_OPSET,
+                                        "torch": torch.__version__}, sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -142,9 +142,9 @@ class OnnxModel:
         self.head = OnnxGraph(os.path.join(folder, HEAD_FILE))
 
     @classmethod
-    def for_model(cls, model: LSTA, architecture: dict, cache: str) -> "OnnxModel":
+    def for_model(cls, model: LSTA, cache: str) -> "OnnxModel":
         """The cached export of these weights under `cache`, exporting it first if there is none."""
-        folder = os.path.join(cache, weights_digest(model, architecture))
+        folder = os.path.join(cache, weights_digest(model))
         if not os.path.isfile(os.path.join(folder, HEAD_FILE)):
             log.info(f"exporting the encoder and head for onnxruntime into {folder} (once per set of weights; "
                      f"about 40 s for ResNet-101)")

@@ -77,7 +77,7 @@ class InferenceOptions:
 def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
     """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
 
-    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: ~0.7x PyTorch's time for the
+    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: ~0.65x PyTorch's time for the
     encoder there) when the package is installed, and torch everywhere else.
     """
     if backend == "auto":
@@ -109,7 +109,7 @@ class VideoSegmenter:
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
         self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
-            onnx = OnnxModel.for_model(self.model, self.model.args.to_record(), options.onnx_cache)
+            onnx = OnnxModel.for_model(self.model, options.onnx_cache)
             self.encode, self.head = onnx.encode, onnx.head
 
     @classmethod

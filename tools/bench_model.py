@@ -114,7 +114,7 @@ def stream_cost(args: argparse.Namespace, backend: str) -> dict:
     images = torch.randn(1, 3, args.height, args.width)
     encode, head_fn = model.encode, None
     if backend == "onnxruntime":
-        onnx = OnnxModel.for_model(model, model.args.to_record(), args.onnx_cache)
+        onnx = OnnxModel.for_model(model, args.onnx_cache)
         encode, head_fn = onnx.encode, onnx.head
     with torch.inference_mode():
         features = model.encode(images)
@@ -135,7 +135,7 @@ def backend_table(args: argparse.Namespace) -> None:
     """The CPU table: each backend × 1/2 threads × quiet/contended, each cell in its own process."""
     from inference.onnx_backend import OnnxModel
     model = model_for(args.backbone, "cpu")
-    OnnxModel.for_model(model, model.args.to_record(), args.onnx_cache)  # exported once, outside the timings
+    OnnxModel.for_model(model, args.onnx_cache)  # exported once, outside the timings
     print("| load | threads | backend | encoder ms | head ms | frame ms | authors' frame ms | ours/authors | "
           "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

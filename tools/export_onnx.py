@@ -32,7 +32,7 @@ def main() -> None:
     model, _ = load_lsta(args.ckpt_path, cfg)
     model.eval()
     start = time.perf_counter()
-    onnx = OnnxModel.for_model(model, model.args.to_record(), cfg.DIR_ONNX_CACHE)
+    onnx = OnnxModel.for_model(model, cfg.DIR_ONNX_CACHE)
     print(f"{args.ckpt_path}: encoder and head in {onnx.folder} (ready in {time.perf_counter() - start:.1f} s)")
     torch.manual_seed(0)
     images = torch.randn(1, 3, *args.size)
