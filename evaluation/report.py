@@ -18,6 +18,7 @@ import numpy as np
 
 from evaluation.benchmarks import Benchmark, BenchmarkResult, mask_folder
 from evaluation.datasets import EvalSequence
+from utils.files import atomic_write
 from utils.image_io import read_binary_mask, read_image, write_image
 from utils.overlay import overlay
 
@@ -251,7 +252,6 @@ def write_video_report(folder: str, frames: list[str], areas: list[float]) -> li
 
 
 def _page(path: str, title: str, parts: list[str]) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-                f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    atomic_write(path, (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+                        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n").encode("utf-8"))
     return path
