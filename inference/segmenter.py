@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Iterator, Sequence
@@ -30,6 +31,7 @@ from networks.weights import load_lsta
 from utils.errors import DataError, SettingError
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
+log = logging.getLogger("lsta.inference")
 READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -109,8 +111,16 @@ class VideoSegmenter:
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
         self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
-            onnx = OnnxModel.for_model(self.model, options.onnx_cache)
-            self.encode, self.head = onnx.encode, onnx.head
+            try:
+                onnx = OnnxModel.for_model(self.model, options.onnx_cache)
+                self.encode, self.head = onnx.encode, onnx.head
+            except (OSError, RuntimeError) as err:
+                if options.backend != "auto":
+                    raise
+                # `auto` only ever speeds things up: whatever stops the export (a read-only cache
+                # folder, an exporter failure) leaves PyTorch doing the work, as it can.
+                log.warning(f"TEST_BACKEND auto: onnxruntime unavailable ({str(err).splitlines()[0]}); using torch")
+                self.backend = "torch"
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,

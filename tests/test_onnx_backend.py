@@ -100,3 +100,15 @@ def test_backend_choice():
         resolve_backend("onnxruntime", cuda, "float32")
     with pytest.raises(SettingError, match="TEST_PRECISION bf16 needs torch"):
         resolve_backend("onnxruntime", cpu, "bf16")
+
+
+def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(toy_weights, tmp_path):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    model, _ = load_lsta(toy_weights, cfg)
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the cache folder would go")
+    segmenter = VideoSegmenter(model, InferenceOptions(window=5, backend="auto", onnx_cache=str(blocked / "onnx")))
+    assert segmenter.backend == "torch"
+    with pytest.raises(OSError):
+        VideoSegmenter(model, InferenceOptions(window=5, backend="onnxruntime", onnx_cache=str(blocked / "onnx")))
