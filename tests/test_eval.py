@@ -113,6 +113,12 @@ def test_own_video(toy_root, toy_weights, tmp_path):
     capture = cv2.VideoCapture(str(tmp_path / "own" / "overlay.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
     capture.release()
+    # The report beside it, and both places named in the output.
+    report = tmp_path / "own" / "report"
+    assert {"index.html", "area.png", "strip.png"} <= set(os.listdir(report))
+    assert cv2.imread(str(report / "strip.png")) is not None
+    printed = out.stdout + out.stderr
+    assert str(report / "index.html") in printed and str(tmp_path / "own" / "overlay.mp4") in printed
     # A folder of frames works the same way.
     out = run_eval("--preset", "toy", "--video", seq, "--ckpt_path", toy_weights, "--out",
                    str(tmp_path / "folder"), "--opts", *TOY_ARCH)
