@@ -125,3 +125,29 @@ def test_a_zip_of_frames_is_read_flat_and_bad_frames_are_one_error(segmenter, tm
     (tmp_path / "empty.zip").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable zip"):
         list(segment_upload(segmenter, str(tmp_path / "empty.zip"), settings))
+
+
+def test_two_uploads_at_once_run_one_after_the_other(demo_url, browser, toy_root):
+    url, root = demo_url
+    video = os.path.join(toy_root, "videos", "clip.avi")
+    jobs = os.path.join(root, "log", "demo")
+    before = set(os.listdir(jobs))
+    pages = [browser.new_page(), browser.new_page()]
+    for page in pages:
+        page.goto(url)
+        page.set_input_files("#upload input[type=file]", video)
+        page.wait_for_timeout(500)
+    for page in pages:  # both pressed before either finishes
+        page.click("#run")
+    for page in pages:
+        page.wait_for_function("s => { const e = document.querySelector(s); return e && /^done/.test(e.value); }",
+                               arg=STATUS, timeout=240_000)
+    new = sorted(set(os.listdir(jobs)) - before)
+    assert len(new) == 2
+    spans = []
+    for job in new:
+        masks = os.path.join(jobs, job, "masks", "clip")
+        times = [os.stat(os.path.join(masks, n)).st_mtime_ns for n in os.listdir(masks)]
+        spans.append((min(times), max(times)))
+    (a_first, a_last), (b_first, b_last) = sorted(spans)
+    assert a_last <= b_first  # the second job wrote nothing before the first had finished
