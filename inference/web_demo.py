@@ -141,7 +141,7 @@ def build_demo(segmenter: VideoSegmenter, settings: DemoSettings):
                           if update.downloads else gr.update())
                 job = os.path.dirname(update.downloads[0]) if update.downloads else None
                 yield update.status, update.overlay, slider, update.downloads, job
-        except UserError as err:  # bad input: one line on the page, never a traceback
+        except (UserError, OSError) as err:  # bad input, a full disk: one line on the page, never a traceback
             yield f"error: {user_message(err)}", None, gr.update(), None, None
 
     def scrub(index, job):
