@@ -249,12 +249,14 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
     log.info(f"evaluating {ckpt_path} ({tag}); results in {', '.join(f.path for f in folders)}")
     model, _ = load_lsta(ckpt_path, cfg)
     timer = SectionTimer(device)
-    built: dict[str, VideoSegmenter] = {}
-    # Rank 0 first: with TEST_BACKEND onnxruntime it makes a missing export once, and the other
-    # ranks then find it in the cache instead of exporting the same weights again.
-    on_main_then_share(world, lambda: built.setdefault("main", VideoSegmenter.from_config(model, cfg, device,
-                                                                                        timer.measure)) and None)
-    segmenter = built.get("main") or VideoSegmenter.from_config(model, cfg, device, timer.measure)
+    def build() -> VideoSegmenter:
+        return VideoSegmenter.from_config(model, cfg, device, timer.measure)
+
+    # Rank 0 builds first: with TEST_BACKEND onnxruntime it makes a missing export once, and the
+    # other ranks, waiting here, then find it in the cache instead of exporting the same weights.
+    main_built: list[VideoSegmenter] = []
+    on_main_then_share(world, lambda: main_built.append(build()))
+    segmenter = main_built[0] if main_built else build()
     precision = f"{precision}, {segmenter.backend} backend"
     record = {"checkpoint": ckpt_path, "checkpoint_sha256": file_digest(ckpt_path), "settings": cfg.to_dict(),
               "model": model.args.to_record(), "backend": segmenter.backend}
