@@ -1,6 +1,13 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
 
+# pytest-xdist runs the files over several workers (pyproject's addopts). Each worker, and every process
+# a test starts, gets an equal share of the cores: PyTorch's OpenMP threads slow down many times over
+# when two processes oversubscribe the CPU. Set before anything loads an OpenMP or BLAS runtime.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core, at most 4 (each builds its own session fixtures)."""
+    return min(4, len(os.sched_getaffinity(0)))
 
 
 def fixture(name: str) -> str:
