@@ -28,6 +28,7 @@ from inference.onnx_backend import OnnxModel
 from inference.window import Head, WindowSchedule
 from networks.lsta import LSTA
 from networks.weights import load_lsta
+from utils.compiled import CompiledOrEager
 from utils.errors import DataError, SettingError
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
@@ -68,23 +69,28 @@ class InferenceOptions:
     precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
     backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
+    compile: bool = False                  # TEST_COMPILE: torch.compile the encoder (torch backend)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "InferenceOptions":
         """The options a Config describes."""
         return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
-                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE)
+                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE,
+                   cfg.TEST_COMPILE)
 
 
-def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
+def resolve_backend(backend: str, device: torch.device, precision: str, compile: bool = False) -> str:
     """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
 
     `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: ~0.65x PyTorch's time for the
-    encoder there) when the package is installed, and torch everywhere else.
+    encoder there) when the package is installed and TEST_COMPILE is off, and torch everywhere else.
     """
     if backend == "auto":
-        usable = device.type == "cpu" and precision in ("float32", "tf32") and bool(importlib.util.find_spec("onnxruntime"))
+        usable = (device.type == "cpu" and precision in ("float32", "tf32") and not compile
+                  and bool(importlib.util.find_spec("onnxruntime")))
         return "onnxruntime" if usable else "torch"
+    if backend == "onnxruntime" and compile:
+        raise SettingError("TEST_COMPILE compiles PyTorch's encoder: use TEST_BACKEND torch (or auto) with it")
     if backend == "onnxruntime" and device.type != "cpu":
         raise SettingError(f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there")
     if backend == "onnxruntime" and precision in AUTOCAST_DTYPES:
@@ -107,8 +113,10 @@ class VideoSegmenter:
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
-        self.backend = resolve_backend(options.backend, self.device, options.precision)
+        self.backend = resolve_backend(options.backend, self.device, options.precision, options.compile)
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
+        if options.compile:  # the encoder only: the head's inputs change shape as the memory fills
+            self.encode = CompiledOrEager(self.model.encode, "encoder")
         self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
             try:
