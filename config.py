@@ -231,7 +231,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{key: _flag() for key in (
         "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
         "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER", "PRETRAIN", "TEST_COPY_FIRST_FRAME_GT", "TEST_DATASET_FULL_RESOLUTION",
-        "TEST_COMPILE", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME", "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
+        "TEST_CHANNELS_LAST", "TEST_COMPILE", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME", "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
         "TRAIN_DATASET_FULL_RESOLUTION", "TRAIN_DISTILLATION_TEACHER_AS_DESIGNED", "TRAIN_LOSS_LAST_FRAME_ONLY",
         "TRAIN_TBLOG")},
     # Paths: any non-empty string (TEST_CKPT_PATH may be empty: the newest checkpoint of EXP_NAME).
@@ -362,6 +362,7 @@ class Config:
         # True: torch.compile the encoder (torch backend). Each new frame size compiles once (about a
         # minute for ResNet-18 on a 2-core CPU), so it pays off on long runs of one size, mostly on GPUs.
         self.TEST_COMPILE = False
+        self.TEST_CHANNELS_LAST = False       # True: the encoder in channels-last layout (torch backend)
 
     def __getattr__(self, name: str) -> Any:
         # Called only when `name` is not set on the instance: derived keys are computed here.

@@ -70,27 +70,34 @@ class InferenceOptions:
     backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
     compile: bool = False                  # TEST_COMPILE: torch.compile the encoder (torch backend)
+    channels_last: bool = False            # TEST_CHANNELS_LAST: the encoder in channels-last layout (torch backend)
+
+    def torch_only(self) -> tuple[str, ...]:
+        """The keys of the options set here that only the torch backend has."""
+        return tuple(key for key, on in (("TEST_COMPILE", self.compile), ("TEST_CHANNELS_LAST", self.channels_last))
+                     if on)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "InferenceOptions":
         """The options a Config describes."""
         return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
                    tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE,
-                   cfg.TEST_COMPILE)
+                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST)
 
 
-def resolve_backend(backend: str, device: torch.device, precision: str, compile: bool = False) -> str:
+def resolve_backend(backend: str, device: torch.device, precision: str, torch_only: Sequence[str] = ()) -> str:
     """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
 
     `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: ~0.65x PyTorch's time for the
-    encoder there) when the package is installed and TEST_COMPILE is off, and torch everywhere else.
+    encoder there) when the package is installed and no PyTorch-only option (`torch_only`: the
+    keys set, TEST_COMPILE, TEST_CHANNELS_LAST) is on, and torch everywhere else.
     """
     if backend == "auto":
-        usable = (device.type == "cpu" and precision in ("float32", "tf32") and not compile
+        usable = (device.type == "cpu" and precision in ("float32", "tf32") and not torch_only
                   and bool(importlib.util.find_spec("onnxruntime")))
         return "onnxruntime" if usable else "torch"
-    if backend == "onnxruntime" and compile:
-        raise SettingError("TEST_COMPILE compiles PyTorch's encoder: use TEST_BACKEND torch (or auto) with it")
+    if backend == "onnxruntime" and torch_only:
+        raise SettingError(f"{torch_only[0]} is an option of PyTorch's encoder: use TEST_BACKEND torch (or auto) with it")
     if backend == "onnxruntime" and device.type != "cpu":
         raise SettingError(f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there")
     if backend == "onnxruntime" and precision in AUTOCAST_DTYPES:
@@ -113,10 +120,12 @@ class VideoSegmenter:
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
-        self.backend = resolve_backend(options.backend, self.device, options.precision, options.compile)
+        self.backend = resolve_backend(options.backend, self.device, options.precision, options.torch_only())
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
         if options.compile:  # the encoder only: the head's inputs change shape as the memory fills
             self.encode = CompiledOrEager(self.model.encode, "encoder")
+        if options.channels_last:  # the encoder only: the head was slower in it on CPU (docs/evaluation.md)
+            self.encode = _channels_last(self.encode)
         self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
             try:
@@ -247,6 +256,13 @@ class VideoSegmenter:
             probability = torch.stack([torch.softmax(l, dim=1)[0, 1] for l in full]).mean(0)
             mask = probability > 0.5
         return SegmentedFrame(index, mask.to(torch.uint8).cpu().numpy(), probability.float().cpu().numpy(), image)
+
+
+def _channels_last(encode: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`encode` run on a channels-last batch (its convolutions follow the input's layout), features back in the usual one."""
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return encode(batch.contiguous(memory_format=torch.channels_last)).contiguous()
+    return run
 
 
 def as_bgr_frame(frame: object, index: int) -> np.ndarray:

@@ -17,8 +17,8 @@
   (decode, model, resize, PNG and overlay writing overlapped), of the model alone (synchronised),
   and as the authors timed it (as we read their test script: no synchronisation, the encoding of
   frames 0..M-2 not counted), for
-  each precision (on CPU each backend too; on CUDA also bf16 with TEST_COMPILE, compiled in the
-  untimed warm-up), with the share of mask pixels equal to float32's;
+  each precision (on CPU each backend too; channels-last encoder; on CUDA also bf16 with
+  TEST_COMPILE, compiled in the untimed warm-up), with the share of mask pixels equal to float32's;
 - per-frame streaming cost = encoder (batch 1 on CPU, 4 on GPU) + head, for the plain views and
   for test-time flip and multi-scale (0.75, 1, 1.25);
 - memory: peak RSS of a process that streams 100 and 1,000 frames through VideoSegmenter (the
@@ -163,12 +163,14 @@ def backend_table(args: argparse.Namespace) -> None:
           f"({args.height}x{args.width}, window {args.windows[0]})")
 
 
-def pipeline_options(device: str) -> list[tuple[str, str, bool]]:
-    """(precision, backend, TEST_COMPILE) worth timing on `device` (compiling ResNet-101 on a CPU takes minutes)."""
+def pipeline_options(device: str) -> list[dict]:
+    """InferenceOptions worth timing on `device` (compiling ResNet-101 on a CPU takes minutes, and loses to onnxruntime)."""
     if device == "cuda":
-        return [("float32", "torch", False), ("tf32", "torch", False), ("bf16", "torch", False),
-                ("fp16", "torch", False), ("bf16", "torch", True)]
-    return [("float32", "torch", False), ("float32", "onnxruntime", False), ("bf16", "torch", False)]
+        plain = [dict(precision=p, backend="torch") for p in ("float32", "tf32", "bf16", "fp16")]
+        return plain + [dict(precision="bf16", backend="torch", channels_last=True),
+                        dict(precision="bf16", backend="torch", channels_last=True, compile=True)]
+    return [dict(precision="float32", backend="torch"), dict(precision="float32", backend="torch", channels_last=True),
+            dict(precision="float32", backend="onnxruntime"), dict(precision="bf16", backend="torch")]
 
 
 def pipeline_table(args: argparse.Namespace) -> None:
@@ -191,11 +193,12 @@ def pipeline_table(args: argparse.Namespace) -> None:
         for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
             cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
         print(f"pipeline: {args.pipeline_frames} frames of 480x854 JPEG, window {args.windows[0]}, {args.device}")
-        print("| precision | backend | compiled | FPS with I/O | FPS model (synchronised) | FPS authors' way "
-              "| masks = float32 |")
-        print("|---|---|---|---|---|---|---|")
+        print("| precision | backend | channels_last | compiled | FPS with I/O | FPS model (synchronised) "
+              "| FPS authors' way | masks = float32 |")
+        print("|---|---|---|---|---|---|---|---|")
         reference = None
-        for precision, backend, compiled in pipeline_options(args.device):
+        for chosen in pipeline_options(args.device):
+            precision = chosen["precision"]
             if args.device == "cuda":
                 set_float32_precision(precision == "tf32")
             calls: list[tuple[str, float, float]] = []  # (section, synchronised s, unsynchronised s)
@@ -207,8 +210,7 @@ def pipeline_table(args: argparse.Namespace) -> None:
                 loose_end = time.perf_counter()  # the authors read the clock without waiting for the GPU
                 calls.append((name, now(args.device) - start, loose_end - loose))
 
-            options = InferenceOptions(window=args.windows[0], precision=precision, backend=backend,
-                                       onnx_cache=args.onnx_cache, compile=compiled)
+            options = InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache, **chosen)
             segmenter = VideoSegmenter(model, options, args.device, measure)
             segmenter.warm_up(np.zeros((480, 854, 3), np.uint8))
             calls.clear()
@@ -230,7 +232,8 @@ def pipeline_table(args: argparse.Namespace) -> None:
             authors_s = sum(loose for name, _, loose in calls if name in ("encoder", "head")) - uncounted
             reference = reference or masks
             agreement = float(np.mean([np.mean(a == b) for a, b in zip(reference, masks)]))
-            print(f"| {precision} | {backend} | {'yes' if compiled else 'no'} | {with_io:.2f} | {len(masks) / model_s:.2f} | "
+            flags = " | ".join("yes" if chosen.get(key) else "no" for key in ("channels_last", "compile"))
+            print(f"| {precision} | {chosen['backend']} | {flags} | {with_io:.2f} | {len(masks) / model_s:.2f} | "
                   f"{len(masks) / max(authors_s, 1e-9):.2f} | {100 * agreement:.3f} % |", flush=True)
 
 

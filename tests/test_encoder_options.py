@@ -1,0 +1,35 @@
+"""PyTorch-only ways of running the encoder (TEST_COMPILE, TEST_CHANNELS_LAST) give its plain results."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch._dynamo.utils
+
+from config import Config
+from inference.segmenter import InferenceOptions, VideoSegmenter
+from networks.weights import load_lsta
+
+
+@pytest.mark.parametrize("key", ["TEST_COMPILE", "TEST_CHANNELS_LAST"])
+def test_encoder_option_gives_the_plain_masks(toy_root, toy_weights, key):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    frames = sorted(glob.glob(os.path.join(toy_root, "DAVIS", "JPEGImages", "480p", "toy-val-00", "*.jpg")))[:8]
+    model, _ = load_lsta(toy_weights, cfg)
+    plain = VideoSegmenter(model, InferenceOptions(window=5, backend="torch"), "cpu")
+    reference = [(f.mask, f.probability) for f in plain.segment(frames)]
+    cfg.set("MODEL_MAX_MEM", 5)
+    cfg.set("TEST_BACKEND", "auto")  # auto means torch once a PyTorch-only option is on, on any device
+    cfg.set(key, True)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    segmenter = VideoSegmenter.from_config(model, cfg, "cpu")
+    results = [(f.mask, f.probability) for f in segmenter.segment(frames)]
+    assert segmenter.backend == "torch"
+    if key == "TEST_COMPILE":
+        # Where Inductor cannot build (no C++ compiler), the segmenter says why and runs the encoder as it is.
+        assert segmenter.encode.failure is not None or torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs
+    assert len(results) == len(reference) == len(frames)
+    for (mask, probability), (ref_mask, ref_probability) in zip(results, reference):
+        assert np.abs(probability - ref_probability).max() <= 1e-4  # float32, summed in another order
+        assert np.mean(mask == ref_mask) >= 0.999
