@@ -124,7 +124,7 @@ class VideoSegmenter:
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
         if options.compile:  # the encoder only: the head's inputs change shape as the memory fills
             self.encode = CompiledOrEager(self.model.encode, "encoder")
-        if options.channels_last:  # the encoder only: the head was slower in it on CPU (docs/evaluation.md)
+        if options.channels_last:  # the encoder only: the head gains nothing (docs/evaluation.md)
             self.encode = _channels_last(self.encode)
         self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
