@@ -12,9 +12,9 @@ class CompiledOrEager:
     """`fn` compiled by torch.compile (Inductor); where compiling fails (no C++ compiler, an
     unsupported operation), one warning and `fn` as it is from then on, so results never depend on it."""
 
-    def __init__(self, fn: Callable[..., torch.Tensor], label: str, mode: str | None = None) -> None:
+    def __init__(self, fn: Callable[..., torch.Tensor], label: str) -> None:
         self.eager, self.label = fn, label
-        self.compiled: Callable[..., torch.Tensor] | None = torch.compile(fn, mode=mode)
+        self.compiled: Callable[..., torch.Tensor] | None = torch.compile(fn)
         self.failure: str | None = None  # why it runs eagerly, once it does
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
