@@ -231,7 +231,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{key: _flag() for key in (
         "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
         "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER", "PRETRAIN", "TEST_COPY_FIRST_FRAME_GT", "TEST_DATASET_FULL_RESOLUTION",
-        "TEST_CHANNELS_LAST", "TEST_COMPILE", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME", "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
+        "TEST_CHANNELS_LAST", "TEST_COMPILE", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME",
+        "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
         "TRAIN_DATASET_FULL_RESOLUTION", "TRAIN_DISTILLATION_TEACHER_AS_DESIGNED", "TRAIN_LOSS_LAST_FRAME_ONLY",
         "TRAIN_TBLOG")},
     # Paths: any non-empty string (TEST_CKPT_PATH may be empty: the newest checkpoint of EXP_NAME).
@@ -359,8 +360,8 @@ class Config:
         # Who runs the encoder: torch | onnxruntime (CPU, float32; exported once per checkpoint into
         # DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32, where it is the faster, torch elsewhere.
         self.TEST_BACKEND = "auto"
-        # True: torch.compile the encoder (torch backend). Each new frame size compiles once (about a
-        # minute for ResNet-18 on a 2-core CPU), so it pays off on long runs of one size, mostly on GPUs.
+        # True: torch.compile the encoder and the refine head (torch backend). Each new frame size
+        # compiles once (30-60 s on a 2-core CPU), so it pays off on long runs of one size, mostly on GPUs.
         self.TEST_COMPILE = False
         self.TEST_CHANNELS_LAST = False       # True: the encoder in channels-last layout (torch backend)
 

@@ -69,7 +69,7 @@ class InferenceOptions:
     precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
     backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
-    compile: bool = False                  # TEST_COMPILE: torch.compile the encoder (torch backend)
+    compile: bool = False                  # TEST_COMPILE: torch.compile the encoder and head (torch backend)
     channels_last: bool = False            # TEST_CHANNELS_LAST: the encoder in channels-last layout (torch backend)
 
     def torch_only(self) -> tuple[str, ...]:
@@ -122,11 +122,12 @@ class VideoSegmenter:
         self.measure = measure or (lambda _: contextlib.nullcontext())
         self.backend = resolve_backend(options.backend, self.device, options.precision, options.torch_only())
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
-        if options.compile:  # the encoder only: the head's inputs change shape as the memory fills
+        self.head: Head | None = None  # the model's own
+        if options.compile:  # both convolution stacks; LTM and STA are a few small operations between them
             self.encode = CompiledOrEager(self.model.encode, "encoder")
+            self.head = CompiledOrEager(self.model.head, "refine head")
         if options.channels_last:  # the encoder only: the head gains nothing (docs/evaluation.md)
             self.encode = _channels_last(self.encode)
-        self.head: Head | None = None  # the model's own
         if self.backend == "onnxruntime":
             try:
                 onnx = OnnxModel.for_model(self.model, options.onnx_cache)

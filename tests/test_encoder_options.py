@@ -1,4 +1,4 @@
-"""PyTorch-only ways of running the encoder (TEST_COMPILE, TEST_CHANNELS_LAST) give its plain results."""
+"""PyTorch-only ways of running the model (TEST_COMPILE, TEST_CHANNELS_LAST) give its plain results."""
 import glob
 import os
 
@@ -27,8 +27,9 @@ def test_encoder_option_gives_the_plain_masks(toy_root, toy_weights, key):
     results = [(f.mask, f.probability) for f in segmenter.segment(frames)]
     assert segmenter.backend == "torch"
     if key == "TEST_COMPILE":
-        # Where Inductor cannot build (no C++ compiler), the segmenter says why and runs the encoder as it is.
-        assert segmenter.encode.failure is not None or torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs
+        # Where Inductor cannot build (no C++ compiler), the segmenter says why and runs the model as it is.
+        compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs
+        assert compiled >= 2 or (segmenter.encode.failure and segmenter.head.failure)
     assert len(results) == len(reference) == len(frames)
     for (mask, probability), (ref_mask, ref_probability) in zip(results, reference):
         assert np.abs(probability - ref_probability).max() <= 1e-4  # float32, summed in another order
