@@ -97,7 +97,7 @@ def resolve_backend(backend: str, device: torch.device, precision: str, torch_on
                   and bool(importlib.util.find_spec("onnxruntime")))
         return "onnxruntime" if usable else "torch"
     if backend == "onnxruntime" and torch_only:
-        raise SettingError(f"{torch_only[0]} is an option of PyTorch's encoder: use TEST_BACKEND torch (or auto) with it")
+        raise SettingError(f"{torch_only[0]} is a PyTorch option: use TEST_BACKEND torch (or auto) with it")
     if backend == "onnxruntime" and device.type != "cpu":
         raise SettingError(f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there")
     if backend == "onnxruntime" and precision in AUTOCAST_DTYPES:
@@ -260,7 +260,7 @@ class VideoSegmenter:
 
 
 def _channels_last(encode: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`encode` run on a channels-last batch (its convolutions follow the input's layout), features back in the usual one."""
+    """`encode` on a channels-last batch (its convolutions follow the input's layout); features in the usual layout."""
     def run(batch: torch.Tensor) -> torch.Tensor:
         return encode(batch.contiguous(memory_format=torch.channels_last)).contiguous()
     return run

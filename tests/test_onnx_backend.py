@@ -97,7 +97,7 @@ def test_backend_choice():
     assert resolve_backend("auto", cuda, "float32") == "torch"
     assert resolve_backend("torch", cpu, "float32") == "torch"
     assert resolve_backend("auto", cpu, "float32", ("TEST_COMPILE",)) == "torch"
-    with pytest.raises(SettingError, match="TEST_CHANNELS_LAST is an option of PyTorch's encoder"):
+    with pytest.raises(SettingError, match="TEST_CHANNELS_LAST is a PyTorch option"):
         resolve_backend("onnxruntime", cpu, "float32", ("TEST_CHANNELS_LAST",))
     with pytest.raises(SettingError, match="TEST_BACKEND onnxruntime runs on the CPU"):
         resolve_backend("onnxruntime", cuda, "float32")

@@ -164,7 +164,7 @@ def backend_table(args: argparse.Namespace) -> None:
 
 
 def pipeline_options(device: str) -> list[dict]:
-    """InferenceOptions worth timing on `device` (compiling ResNet-101 on a CPU takes minutes, and loses to onnxruntime)."""
+    """InferenceOptions worth timing on `device` (on a CPU, compiling takes a minute and loses to onnxruntime)."""
     if device == "cuda":
         plain = [dict(precision=p, backend="torch") for p in ("float32", "tf32", "bf16", "fp16")]
         return plain + [dict(precision="bf16", backend="torch", channels_last=True),
