@@ -39,7 +39,7 @@ from utils.checkpoint import CheckpointError, checkpoints_newest_first, read_che
 from utils.distributed import DistInfo
 from utils.errors import MissingFileError, SettingError, UserError
 from utils.files import file_digest, write_json
-from utils.image_io import DamagedVideoError, read_binary_mask, read_image, video_fps
+from utils.image_io import DamagedVideoError, iter_video_frames, read_binary_mask, read_image, video_fps
 from utils.precision import set_float32_precision
 from utils.timing import SectionTimer
 
@@ -171,6 +171,17 @@ def run_video(segmenter: VideoSegmenter, video: str, folder: ResultsFolder, max_
     return write_video_report(out_dir, overlays, areas) if areas else []
 
 
+def warm_up_for_video(segmenter: VideoSegmenter, video: str, max_side: int | None) -> None:
+    """An untimed pass at the video's frame size, the size cuDNN autotuning and TEST_COMPILE specialise
+    on; whatever is wrong with the video is left for the run itself to report."""
+    blank = np.zeros((64, 64, 3), np.uint8)
+    try:
+        first = next(iter_video_frames(video, max_side, accept_partial=True), None)
+        segmenter.warm_up(first if first is not None else blank)
+    except UserError:
+        segmenter.warm_up(blank)
+
+
 def report_speed(timer: SectionTimer, device: torch.device, precision: str, views: int) -> None:
     """Frames/s of the model alone, split into encoder and head, with the conditions measured under."""
     n = max(timer.frames, 1)
@@ -264,7 +275,7 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
         folder = folders[0]
         folder.open(mode if mode != "resume" else "overwrite", {**record, "benchmark": "video", "video": args.video})
         try:
-            segmenter.warm_up(np.zeros((64, 64, 3), np.uint8))
+            warm_up_for_video(segmenter, args.video, args.max_side)
             try:
                 pages = run_video(segmenter, args.video, folder, args.max_side, args.accept_partial_video, timer)
             except DamagedVideoError as err:
