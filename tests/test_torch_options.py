@@ -12,7 +12,7 @@ from networks.weights import load_lsta
 
 
 @pytest.mark.parametrize("key", ["TEST_COMPILE", "TEST_CHANNELS_LAST"])
-def test_encoder_option_gives_the_plain_masks(toy_root, toy_weights, key):
+def test_pytorch_option_gives_the_plain_results(toy_root, toy_weights, key):
     cfg = Config()
     cfg.apply_preset("toy")
     frames = sorted(glob.glob(os.path.join(toy_root, "DAVIS", "JPEGImages", "480p", "toy-val-00", "*.jpg")))[:8]
