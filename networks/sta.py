@@ -36,15 +36,15 @@ class STA(nn.Module):
         return self._fold(F.scaled_dot_product_attention(q, k, k), b, h, w, rows, cols)
 
     def _patches(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-        """(B,d,h,w) → (B·rows·cols, patch², d): every patch's pixels, as its four blocks in turn."""
+        """(B,d,h,w) → (B, rows·cols, patch², d): every patch's pixels, as its four blocks in turn."""
         b, d = x.shape[:2]
         s = self.stride
         blocks = x[:, :, :s * (rows + 1), :s * (cols + 1)].permute(0, 2, 3, 1).reshape(b, rows + 1, s, cols + 1, s, d)
         shifted = [blocks[:, i:i + rows, :, j:j + cols] for i, j in QUADRANTS]  # (B,rows,s,cols,s,d) each
-        return torch.stack(shifted, dim=3).permute(0, 1, 4, 3, 2, 5, 6).reshape(b * rows * cols, 4 * s * s, d)
+        return torch.stack(shifted, dim=3).permute(0, 1, 4, 3, 2, 5, 6).reshape(b, rows * cols, 4 * s * s, d)
 
     def _fold(self, out: torch.Tensor, b: int, h: int, w: int, rows: int, cols: int) -> torch.Tensor:
-        """(B·rows·cols, patch², d) → (B,d,h,w): overlapping blocks summed, uncovered pixels 0."""
+        """(B, rows·cols, patch², d) → (B,d,h,w): overlapping blocks summed, uncovered pixels 0."""
         s, d = self.stride, out.shape[-1]
         out = out.view(b, rows, cols, 4, s, s, d)
         total = None

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -47,22 +48,31 @@ def test_golden_head_logits():
             assert (cached - expected).abs().max() / scale <= 1e-4, i
 
 
-def test_sta_folds_by_summation_and_leaves_uncovered_pixels_zero():
+@pytest.mark.parametrize("height,width", [(25, 41), (28, 36), (9, 13)])
+def test_sta_folds_by_summation_and_leaves_uncovered_pixels_zero(height, width):
     torch.manual_seed(0)
     sta = STA(16)
-    q, k = torch.randn(1, 16, 25, 41), torch.randn(1, 16, 25, 41)
+    q = torch.randn(2, 16, height, width, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 16, height, width, dtype=torch.float64, requires_grad=True)
     out = sta(q, k)
-    # 25 = 8 + 4*4 + 1 and 41 = 8 + 4*8 + 1: the last row and column belong to no patch.
-    assert out[..., -1, :].abs().max() == 0 and out[..., :, -1].abs().max() == 0
+    # Rows and columns past the last patch (25 = 8 + 4*4 + 1: the last one) belong to no patch.
+    covered_h, covered_w = (height - 8) // 4 * 4 + 8, (width - 8) // 4 * 4 + 8
+    assert (out[..., covered_h:, :] == 0).all() and (out[..., covered_w:] == 0).all()
     # Reference: per-patch attention summed back by hand.
     expected = torch.zeros_like(q)
-    for y in range(0, 25 - 8 + 1, 4):
-        for x in range(0, 41 - 8 + 1, 4):
-            qp = q[0, :, y:y + 8, x:x + 8].reshape(16, 64).T
-            kp = k[0, :, y:y + 8, x:x + 8].reshape(16, 64).T
-            att = F.softmax(qp @ kp.T / 4, dim=-1) @ kp
-            expected[0, :, y:y + 8, x:x + 8] += att.T.reshape(16, 8, 8)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for y in range(0, height - 8 + 1, 4):
+        for x in range(0, width - 8 + 1, 4):
+            qp = q[:, :, y:y + 8, x:x + 8].reshape(2, 16, 64).transpose(1, 2)
+            kp = k[:, :, y:y + 8, x:x + 8].reshape(2, 16, 64).transpose(1, 2)
+            att = F.softmax(qp @ kp.transpose(1, 2) / 4, dim=-1) @ kp
+            expected[:, :, y:y + 8, x:x + 8] += att.transpose(1, 2).reshape(2, 16, 8, 8)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    # Training back-propagates through it: the gradients equal the reference's too.
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (q, k))
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
 
 
 def test_ltm_equals_direct_linear_attention():
