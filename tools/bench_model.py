@@ -7,12 +7,12 @@
 - backends (CPU): one streamed frame at window 11 (encoder + head), for each TEST_BACKEND (torch,
   onnxruntime) at 1 and 2 threads, on a quiet machine and beside a busy process on the same cores
   (a matmul loop the tool starts and stops), against the authors' way in the same process (as we
-  read their code: torch encoder, head re-projecting its memory); and the encoder's and the head's achieved GFLOP/s
+  read their code: torch encoder, head re-projecting its memory, STA by unfold and fold); and the encoder's and the head's achieved GFLOP/s
   against this CPU's float32 matmul rate measured in the same process;
 - encoder: ms per frame when frames are encoded in batches of 1, 2, 4 (TEST_ENCODE_BATCH), and
   the peak memory of each batch size (each in its own process);
 - head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
-  VideoSegmenter runs it, and re-projecting every memory frame as the authors' code does;
+  VideoSegmenter runs it, and re-projecting every memory frame as the authors' code does (their STA);
 - pipeline: frames/s of a 480x854 JPEG folder streamed through VideoSegmenter and ResultWriter
   (decode, model, resize, PNG and overlay writing overlapped), of the model alone (synchronised),
   and as the authors timed it (as we read their test script: no synchronisation, the encoding of
@@ -62,6 +62,24 @@ def model_for(backbone: str, device: str) -> LSTA:
     return LSTA.from_config(cfg).to(device).eval()
 
 
+def authors_sta(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """STA as the authors' code computes it (as we read it): unfold, bmm, softmax, bmm, fold."""
+    import torch.nn.functional as F
+    b, d, h, w = query.shape
+    q = F.unfold(query, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)  # (B,P,64,d)
+    k = F.unfold(key, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)
+    out = torch.softmax(q @ k.transpose(-1, -2) / d ** 0.5, dim=-1) @ k
+    return F.fold(out.permute(0, 3, 2, 1).reshape(b, d * 64, -1), (h, w), 8, stride=4)
+
+
+def authors_segment(model: LSTA, query: torch.Tensor, long_memory: list[torch.Tensor],
+                    short_memory: torch.Tensor) -> torch.Tensor:
+    """One query frame's logits the authors' way: every memory frame re-projected, their STA."""
+    long_keys = [model.projection_m(f) for f in long_memory]
+    ltm_out = model.LTM(model.projection_curr(query), long_keys)
+    return model.head(ltm_out, authors_sta(model.projection_curr_patch(query), model.projection_m(short_memory)))
+
+
 def encoder_cost(args: argparse.Namespace, batch: int) -> dict:
     """ms per frame encoding `batch` frames per call (run in its own process for its peak memory)."""
     model = model_for(args.backbone, args.device)
@@ -85,7 +103,7 @@ def head_costs(model: LSTA, height: int, width: int, windows: list[int], device:
                 return model.segment_cached(query, caches[:-1], caches[-1])
 
             cached = timed(cached_step, device, repeats)
-            authors = timed(lambda: model.segment(features, memory[:-1], memory[-1]), device, repeats)
+            authors = timed(lambda: authors_segment(model, features, memory[:-1], memory[-1]), device, repeats)
             out[size] = {"cached_ms": 1000 * cached, "authors_ms": 1000 * authors}
     return out
 
@@ -125,7 +143,8 @@ def stream_cost(args: argparse.Namespace, backend: str) -> dict:
         encoder = timed(lambda: model.cache_frames(encode(images)), "cpu", args.repeats)
         query = model.cache_frames(features)
         head = timed(lambda: model.segment_cached(query, caches[:-1], caches[-1], head_fn), "cpu", args.repeats)
-        authors = timed(lambda: model.segment(model.encode(images), memory[:-1], memory[-1]), "cpu", args.repeats)
+        authors = timed(lambda: authors_segment(model, model.encode(images), memory[:-1], memory[-1]), "cpu",
+                        args.repeats)
         encoder_flops = flops_of(lambda: model.encode(images))
         head_flops = flops_of(lambda: model.segment_cached(query, caches[:-1], caches[-1]))
     return {"backend": backend, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder,
