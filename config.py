@@ -363,7 +363,7 @@ class Config:
         # True: torch.compile the encoder and the refine head (torch backend). Each new frame size
         # compiles once (30-60 s on a 2-core CPU), so it pays off on long runs of one size, mostly on GPUs.
         self.TEST_COMPILE = False
-        self.TEST_CHANNELS_LAST = False       # True: the encoder in channels-last layout (torch backend)
+        self.TEST_CHANNELS_LAST = False       # True: encoder and head in channels-last layout (torch backend)
 
     def __getattr__(self, name: str) -> Any:
         # Called only when `name` is not set on the instance: derived keys are computed here.

@@ -70,7 +70,7 @@ class InferenceOptions:
     backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
     compile: bool = False                  # TEST_COMPILE: torch.compile the encoder and head (torch backend)
-    channels_last: bool = False            # TEST_CHANNELS_LAST: the encoder in channels-last layout (torch backend)
+    channels_last: bool = False            # TEST_CHANNELS_LAST: encoder and head in channels-last layout (torch)
 
     def torch_only(self) -> tuple[str, ...]:
         """The keys of the options set here that only the torch backend has."""
@@ -126,8 +126,9 @@ class VideoSegmenter:
         if options.compile:  # both convolution stacks; LTM and STA are a few small operations between them
             self.encode = CompiledOrEager(self.model.encode, "encoder")
             self.head = CompiledOrEager(self.model.head, "refine head")
-        if options.channels_last:  # the encoder only: the head gains nothing (docs/evaluation.md)
+        if options.channels_last:  # the convolutions follow their input's layout
             self.encode = _channels_last(self.encode)
+            self.head = _channels_last(self.head or self.model.head)
         if self.backend == "onnxruntime":
             try:
                 onnx = OnnxModel.for_model(self.model, options.onnx_cache)
@@ -159,11 +160,11 @@ class VideoSegmenter:
     def warm_up(self, image: np.ndarray) -> None:
         """One untimed pass, so that timings exclude lazy initialisation and autotuning."""
         batch = self._views_of([image])[0]
-        with self._precision():
+        with self.precision():
             caches = self.model.cache_frames(self.encode(batch)).split()
             self.model.segment_cached(caches[0], caches[:1] * 2, caches[0], self.head)
 
-    def _precision(self) -> ContextManager:
+    def precision(self) -> ContextManager:
         """Autocast for TEST_PRECISION bf16/fp16, around each model call (never across a yield)."""
         dtype = self.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
@@ -207,7 +208,7 @@ class VideoSegmenter:
             damage = err
         if pending:
             yield from self._advance(pending, first, schedules, images, name)
-        with self.measure("head"), self._precision():
+        with self.measure("head"), self.precision():
             done = [schedule.finish() for schedule in schedules]
         yield from self._collect(done, images)
         if damage is not None:
@@ -218,9 +219,9 @@ class VideoSegmenter:
         inputs = self._views_of(frames, first, name)
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
-            with self.measure("encoder"), self._precision():
+            with self.measure("encoder"), self.precision():
                 caches = self.model.cache_frames(self.encode(batch)).split()
-            with self.measure("head"), self._precision():
+            with self.measure("head"), self.precision():
                 for cache in caches:
                     done[v] += schedule.push(cache)
         yield from self._collect(done, images)
@@ -259,10 +260,10 @@ class VideoSegmenter:
         return SegmentedFrame(index, mask.to(torch.uint8).cpu().numpy(), probability.float().cpu().numpy(), image)
 
 
-def _channels_last(encode: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`encode` on a channels-last batch (its convolutions follow the input's layout); features in the usual layout."""
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        return encode(batch.contiguous(memory_format=torch.channels_last)).contiguous()
+def _channels_last(part: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`part` (the encoder or the head) on channels-last inputs; its output in the usual layout."""
+    def run(*tensors: torch.Tensor) -> torch.Tensor:
+        return part(*(t.contiguous(memory_format=torch.channels_last) for t in tensors)).contiguous()
     return run
 
 

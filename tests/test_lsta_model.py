@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from config import Config
+from inference.segmenter import _channels_last
 from networks.lsta import LSTA
 from networks.sta import STA
 from tests.conftest import fixture
@@ -43,9 +44,13 @@ def test_golden_head_logits():
             direct = model.segment(feats[i], others[:-1], others[-1])
             cached_others = caches[:i] + caches[i + 1:]
             cached = model.segment_cached(caches[i], cached_others[:-1], cached_others[-1])
+            # TEST_CHANNELS_LAST's head computes the same logits in the other memory layout.
+            channels_last = model.segment_cached(caches[i], cached_others[:-1], cached_others[-1],
+                                                 _channels_last(model.head))
             scale = expected.abs().max()
             assert (direct - expected).abs().max() / scale <= 1e-4, i
             assert (cached - expected).abs().max() / scale <= 1e-4, i
+            assert (channels_last - expected).abs().max() / scale <= 1e-4, i
 
 
 @pytest.mark.parametrize("height,width", [(25, 41), (28, 36), (9, 13)])

@@ -4,11 +4,12 @@
                                 [--batches 1 2 4] [--memory_frames 100 1000]
     python -m tools.bench_model --only backends      # the CPU backend table alone
 
-- backends (CPU): one streamed frame at window 11 (encoder + head), for each TEST_BACKEND (torch,
-  onnxruntime) at 1 and 2 threads, on a quiet machine and beside a busy process on the same cores
-  (a matmul loop the tool starts and stops), against the authors' way in the same process (as we
-  read their code: torch encoder, head re-projecting its memory, STA by unfold and fold); and the encoder's and the head's achieved GFLOP/s
-  against this CPU's float32 matmul rate measured in the same process;
+- backends (CPU): one streamed frame at window 11 (encoder + head), run by VideoSegmenter's parts
+  for each TEST_BACKEND (torch, onnxruntime) and for bf16 with channels-last (torch), at 1 and 2
+  threads, on a quiet machine and beside a busy process on the same cores (a matmul loop the tool
+  starts and stops), against the authors' way in the same process (as we read their code: torch
+  encoder, head re-projecting its memory, STA by unfold and fold); and the encoder's and the
+  head's achieved GFLOP/s against this CPU's float32 matmul rate measured in the same process;
 - encoder: ms per frame when frames are encoded in batches of 1, 2, 4 (TEST_ENCODE_BATCH), and
   the peak memory of each batch size (each in its own process);
 - head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
@@ -126,38 +127,46 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048 ** 3 / timed(lambda: a @ b, "cpu", max(repeats, 5)) / 1e9
 
 
-def stream_cost(args: argparse.Namespace, backend: str) -> dict:
-    """ms of one streamed frame at window 11 on the CPU for `backend`, and the authors' way (own process)."""
-    from inference.onnx_backend import OnnxModel
+# The ways of running a frame on a CPU that the backend table compares: InferenceOptions for each.
+CPU_WAYS = {"torch": dict(backend="torch"), "onnxruntime": dict(backend="onnxruntime"),
+            "torch bf16 channels-last": dict(backend="torch", precision="bf16", channels_last=True)}
+
+
+def stream_cost(args: argparse.Namespace, way: str) -> dict:
+    """ms of one streamed frame at window 11 on the CPU run `way` (CPU_WAYS), and the authors' way (own process)."""
+    from inference.segmenter import InferenceOptions, VideoSegmenter
     model = model_for(args.backbone, "cpu")
-    window = args.windows[0]
+    segmenter = VideoSegmenter(model, InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache,
+                                                       **CPU_WAYS[way]), "cpu")
     images = torch.randn(1, 3, args.height, args.width)
-    encode, head_fn = model.encode, None
-    if backend == "onnxruntime":
-        onnx = OnnxModel.for_model(model, args.onnx_cache)
-        encode, head_fn = onnx.encode, onnx.head
+
+    def encode():
+        with segmenter.precision():
+            return model.cache_frames(segmenter.encode(images))
+
+    def head():
+        with segmenter.precision():
+            return model.segment_cached(query, caches[:-1], caches[-1], segmenter.head)
+
     with torch.inference_mode():
-        features = model.encode(images)
-        memory = [features.clone() for _ in range(window - 1)]
-        caches = [model.cache_frames(f) for f in memory]
-        encoder = timed(lambda: model.cache_frames(encode(images)), "cpu", args.repeats)
-        query = model.cache_frames(features)
-        head = timed(lambda: model.segment_cached(query, caches[:-1], caches[-1], head_fn), "cpu", args.repeats)
+        memory = [model.encode(images) for _ in range(args.windows[0] - 1)]
+        query, caches = encode(), [encode() for _ in memory]
+        encoder_s, head_s = timed(encode, "cpu", args.repeats), timed(head, "cpu", args.repeats)
         authors = timed(lambda: authors_segment(model, model.encode(images), memory[:-1], memory[-1]), "cpu",
                         args.repeats)
         encoder_flops = flops_of(lambda: model.encode(images))
         head_flops = flops_of(lambda: model.segment_cached(query, caches[:-1], caches[-1]))
-    return {"backend": backend, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder,
-            "head_ms": 1000 * head, "authors_ms": 1000 * authors, "encoder_gflop": encoder_flops / 1e9,
+    return {"way": way, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder_s,
+            "head_ms": 1000 * head_s, "authors_ms": 1000 * authors, "encoder_gflop": encoder_flops / 1e9,
             "head_gflop": head_flops / 1e9, "matmul_gflops": matmul_gflops(args.repeats)}
 
 
 def backend_table(args: argparse.Namespace) -> None:
-    """The CPU table: each backend × 1/2 threads × quiet/contended, each cell in its own process."""
+    """The CPU table: each way of CPU_WAYS × 1/2 threads × quiet/contended, each cell in its own process."""
     from inference.onnx_backend import OnnxModel
     model = model_for(args.backbone, "cpu")
     OnnxModel.for_model(model, args.onnx_cache)  # exported once, outside the timings
-    print("| load | threads | backend | encoder ms | head ms | frame ms | authors' frame ms | ours/authors | "
+    print("| load | threads | way | encoder ms | head ms | frame ms | authors' frame ms | ours/authors | "
           "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for load in ("quiet", "busy"):
@@ -167,10 +176,10 @@ def backend_table(args: argparse.Namespace) -> None:
                 busy = subprocess.Popen([sys.executable, "-c", BUSY_LOAD.format(threads=threads)],
                                         env={**os.environ, "OMP_NUM_THREADS": str(threads)})
             try:
-                for backend in ("torch", "onnxruntime"):
-                    r = in_subprocess("--stream_run", backend, args, threads)
+                for way in CPU_WAYS:
+                    r = in_subprocess("--stream_run", way, args, threads)
                     frame = r["encoder_ms"] + r["head_ms"]
-                    print(f"| {load} | {threads} | {backend} | {r['encoder_ms']:.0f} | {r['head_ms']:.0f} | "
+                    print(f"| {load} | {threads} | {way} | {r['encoder_ms']:.0f} | {r['head_ms']:.0f} | "
                           f"{frame:.0f} | {r['authors_ms']:.0f} | {frame / r['authors_ms']:.2f} | "
                           f"{r['encoder_gflop'] / r['encoder_ms'] * 1000:.0f} | "
                           f"{r['head_gflop'] / r['head_ms'] * 1000:.0f} | {r['matmul_gflops']:.0f} |", flush=True)
@@ -189,7 +198,8 @@ def pipeline_options(device: str) -> list[dict]:
         return plain + [dict(precision="bf16", backend="torch", channels_last=True),
                         dict(precision="bf16", backend="torch", channels_last=True, compile=True)]
     return [dict(precision="float32", backend="torch"), dict(precision="float32", backend="torch", channels_last=True),
-            dict(precision="float32", backend="onnxruntime"), dict(precision="bf16", backend="torch")]
+            dict(precision="float32", backend="onnxruntime"), dict(precision="bf16", backend="torch"),
+            dict(precision="bf16", backend="torch", channels_last=True)]
 
 
 def pipeline_table(args: argparse.Namespace) -> None:
