@@ -127,6 +127,8 @@ class VideoSegmenter:
             self.encode = CompiledOrEager(self.model.encode, "encoder")
             self.head = CompiledOrEager(self.model.head, "refine head")
         if options.channels_last:  # the convolutions follow their input's layout
+            # Weights too: a convolution given them in the other layout reorders them at every call.
+            self.model.to(memory_format=torch.channels_last)
             self.encode = _channels_last(self.encode)
             self.head = _channels_last(self.head or self.model.head)
         if self.backend == "onnxruntime":
