@@ -30,6 +30,7 @@ from networks.lsta import LSTA
 from networks.weights import load_lsta
 from utils.compiled import CompiledOrEager
 from utils.errors import DataError, SettingError
+from utils.fold_batchnorm import fold_batchnorm
 from utils.image_io import DamagedVideoError, iter_video_frames, read_image
 
 log = logging.getLogger("lsta.inference")
@@ -121,14 +122,19 @@ class VideoSegmenter:
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
         self.backend = resolve_backend(options.backend, self.device, options.precision, options.torch_only())
-        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
-        self.head: Head | None = None  # the model's own
-        if options.compile:  # both convolution stacks; LTM and STA are a few small operations between them
-            self.encode = CompiledOrEager(self.model.encode, "encoder")
-            self.head = CompiledOrEager(self.model.head, "refine head")
         if options.channels_last:  # the convolutions follow their input's layout
             # Weights too: a convolution given them in the other layout reorders them at every call.
             self.model.to(memory_format=torch.channels_last)
+        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
+        self.head: Head | None = None  # the model's own
+        if self.backend == "torch":
+            # The encoder's BatchNorms folded into its convolutions (ONNX Runtime does the same to
+            # its graph): a snapshot of the weights, like the onnxruntime export.
+            self.encode = fold_batchnorm(self.model.feature_extractor)
+        if options.compile:  # both convolution stacks; LTM and STA are a few small operations between them
+            self.encode = CompiledOrEager(self.encode, "encoder")
+            self.head = CompiledOrEager(self.model.head, "refine head")
+        if options.channels_last:
             self.encode = _channels_last(self.encode)
             self.head = _channels_last(self.head or self.model.head)
         if self.backend == "onnxruntime":

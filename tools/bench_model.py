@@ -3,6 +3,7 @@
     python -m tools.bench_model [--device cpu|cuda] [--backbone resnet101] [--windows 11 41]
                                 [--batches 1 2 4] [--memory_frames 100 1000]
     python -m tools.bench_model --only backends      # the CPU backend table alone
+    python -m tools.bench_model --only sta           # STA alone, ours against the authors' unfold/fold
 
 - backends (CPU): one streamed frame at window 11 (encoder + head), run by VideoSegmenter's parts
   for each TEST_BACKEND (torch, onnxruntime) and for bf16 with channels-last (torch), at 1 and 2
@@ -79,6 +80,34 @@ def authors_segment(model: LSTA, query: torch.Tensor, long_memory: list[torch.Te
     long_keys = [model.projection_m(f) for f in long_memory]
     ltm_out = model.LTM(model.projection_curr(query), long_keys)
     return model.head(ltm_out, authors_sta(model.projection_curr_patch(query), model.projection_m(short_memory)))
+
+
+def sta_costs(height: int, width: int, device: str, repeats: int) -> dict:
+    """ms of STA at the stride-4 feature size, ours and the authors' (unfold/fold), forward and forward + backward."""
+    from networks.sta import STA
+    sta = STA().to(device)
+    size = (1, 16, (height + 3) // 4, (width + 3) // 4)
+    query, key = (torch.randn(size, device=device, requires_grad=True) for _ in range(2))
+
+    def train_step(fn):
+        fn(query, key).sum().backward()
+
+    out = {}
+    for name, fn in (("ours", sta), ("authors", authors_sta)):
+        with torch.no_grad():
+            forward = timed(lambda: fn(query, key), device, max(repeats, 5))
+        out[name] = {"forward_ms": 1000 * forward, "train_ms": 1000 * timed(lambda: train_step(fn), device, max(repeats, 5))}
+    return out
+
+
+def print_sta(args: argparse.Namespace) -> None:
+    """One line: STA's cost against the authors' (sta_costs)."""
+    sta = sta_costs(args.height, args.width, args.device, args.repeats)
+    ours, theirs = sta["ours"], sta["authors"]
+    print(f"STA at {(args.height + 3) // 4}x{(args.width + 3) // 4}: forward {ours['forward_ms']:.1f} ms vs the "
+          f"authors' unfold/fold {theirs['forward_ms']:.1f} ms (x{ours['forward_ms'] / theirs['forward_ms']:.2f}); "
+          f"forward + backward {ours['train_ms']:.1f} vs {theirs['train_ms']:.1f} ms "
+          f"(x{ours['train_ms'] / theirs['train_ms']:.2f})", flush=True)
 
 
 def encoder_cost(args: argparse.Namespace, batch: int) -> dict:
@@ -304,7 +333,7 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
     parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["backends", "pipeline"], default=None, help="one section of the report")
+    parser.add_argument("--only", choices=["backends", "pipeline", "sta"], default=None, help="one section of the report")
     parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")
     parser.add_argument("--onnx_cache", default=os.path.join(ROOT, "pretrained", "onnx"),
                         help="where the onnxruntime backend's export is kept (DIR_ONNX_CACHE)")
@@ -324,6 +353,9 @@ def main() -> None:
     if args.only == "pipeline":
         pipeline_table(args)
         return
+    if args.only == "sta":
+        print_sta(args)
+        return
     if args.device == "cpu":
         backend_table(args)
     if args.only == "backends":
@@ -342,6 +374,7 @@ def main() -> None:
     for size, h in heads.items():
         print(f"head, window {size}: {h['cached_ms']:.1f} ms/frame cached, {h['authors_ms']:.1f} ms/frame "
               f"re-projecting like the authors (x{h['authors_ms'] / h['cached_ms']:.2f})")
+    print_sta(args)
     default_batch = 4 if args.device == "cuda" else 1
     encoder_ms = next((e["ms_per_frame"] for e in encoders if e["batch"] == default_batch), encoders[0]["ms_per_frame"])
     for size, h in heads.items():
