@@ -439,7 +439,18 @@ def test_empty_davis_split_is_one_line(davis_copy):
         BENCHMARKS["davis2016"].read(Config(), str(davis_copy))
 
 
+def _lengthen_val_sequences(davis, frames: int) -> None:
+    """Each toy val sequence repeated to `frames` frames (hard links): an evaluation long enough to interrupt."""
+    for kind, ext in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+        for sequence in (davis / kind / "480p").glob("toy-val-*"):
+            existing = sorted(sequence.glob("*" + ext))
+            for index in range(len(existing), frames):
+                os.link(existing[index % len(existing)], sequence / f"{index:05d}{ext}")
+
+
 def test_ctrl_c_in_eval_is_one_line(davis_copy, toy_weights, tmp_path):
+    # Its masks take seconds to write on any CPU, so the signal comes while they are written, not after.
+    _lengthen_val_sequences(davis_copy, 1000)
     results = tmp_path / "res"
     proc = subprocess.Popen([sys.executable, "eval.py", "--ckpt_path", toy_weights, "--out", str(results),
                              "--opts", "DIR_DAVIS", str(davis_copy), *TOY_EVAL], cwd=ROOT,
