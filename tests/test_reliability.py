@@ -452,9 +452,15 @@ def test_ctrl_c_in_eval_is_one_line(davis_copy, toy_weights, tmp_path):
     # Its masks take seconds to write on any CPU, so the signal comes while they are written, not after.
     _lengthen_val_sequences(davis_copy, 1000)
     results = tmp_path / "res"
-    proc = subprocess.Popen([sys.executable, "eval.py", "--ckpt_path", toy_weights, "--out", str(results),
-                             "--opts", "DIR_DAVIS", str(davis_copy), *TOY_EVAL], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The child must receive Ctrl-C as from a terminal: a process started while SIGINT is ignored
+    # inherits that (a test runner's worker may ignore it), and a Python handler becomes the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "eval.py", "--ckpt_path", toy_weights, "--out", str(results),
+                                 "--opts", "DIR_DAVIS", str(davis_copy), *TOY_EVAL], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (results / RECORD).exists():
         time.sleep(0.05)
