@@ -12,11 +12,12 @@ memory window, and averages the views' foreground probabilities at the original 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import os
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import Callable, ContextManager, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +32,11 @@ from networks.weights import load_lsta
 from utils.compiled import CompiledOrEager
 from utils.errors import DataError, SettingError
 from utils.fold_batchnorm import fold_batchnorm
-from utils.image_io import DamagedVideoError, iter_video_frames, read_image
+from utils.image_io import DamagedVideoError, read_image, shrink_frame, video_frame_sources
+from utils.ordered_map import ordered_map
 
 log = logging.getLogger("lsta.inference")
-READ_AHEAD = 8  # frames decoded ahead of the model by reader threads
+READ_AHEAD = 8  # frames decoded and preprocessed ahead of the model by reader threads
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -118,6 +120,8 @@ class VideoSegmenter:
         self.model = model.to(self.device).eval()
         self.window, self.max_size = options.window, options.max_size
         self.encode_batch = options.encode_batch or default_encode_batch(self.device)
+        # Reader threads: a GPU outruns one CPU core's decoding and preprocessing several times over.
+        self.prepare_workers = min(6, os.cpu_count() or 1) if self.device.type == "cuda" else 2
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
@@ -167,7 +171,10 @@ class VideoSegmenter:
     @torch.inference_mode()
     def warm_up(self, image: np.ndarray) -> None:
         """One untimed pass, so that timings exclude lazy initialisation and autotuning."""
-        batch = self._views_of([image])[0]
+        frame = self._prepare((0, image), "the video")
+        if frame.error is not None:
+            raise frame.error
+        batch = self._to_device([frame])[0]
         with self.precision():
             caches = self.model.cache_frames(self.encode(batch)).split()
             self.model.segment_cached(caches[0], caches[:1] * 2, caches[0], self.head)
@@ -188,6 +195,9 @@ class VideoSegmenter:
         frames are repeated to three channels and BGRA (H, W, 4) frames lose their alpha; anything
         else is a ValueError naming the frame, its shape and dtype. All frames must have one size.
         `name` labels the video in error messages.
+
+        Reader threads decode and preprocess frames ahead of the model. On a GPU the results of
+        one encoder batch are copied back while the next batch runs, so they come one batch later.
         """
         if isinstance(frames, np.ndarray):
             raise DataError(f"segment() takes a list of frames (or a video path), not one array of shape "
@@ -195,36 +205,67 @@ class VideoSegmenter:
         if isinstance(frames, (bytes, bytearray)) or not isinstance(frames, (str, Iterable)):
             raise DataError(f"segment() takes a video path or a list of frames, not {type(frames).__name__}")
         name = name or (frames if isinstance(frames, str) else "the video")
-        source = iter_video_frames(frames, max_side, accept_partial) if isinstance(frames, str) else _read(frames)
+        from_path = isinstance(frames, str)
+        source = video_frame_sources(frames, accept_partial) if from_path else frames
+        prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
+                               enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
         schedules = [WindowSchedule(self.model, self.window, self.head) for _ in self.views]
         images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
-        pending: list[np.ndarray] = []
+        pending: list[PreparedFrame] = []
+        in_flight: _LaunchedResults | None = None  # on a GPU: the batch being copied back
         shape, first, damage = None, 0, None
         try:
-            for index, image in enumerate(source):
-                shape = shape or image.shape
-                if image.shape != shape:
-                    raise DataError(f"frame {index} of {name} is {image.shape[1]}x{image.shape[0]}, unlike the frames "
-                                     f"before it ({shape[1]}x{shape[0]}): all frames of a video must have one size")
-                images[index] = image
+            for index, frame in enumerate(prepared):
+                shape = shape or frame.image.shape
+                if frame.image.shape != shape:
+                    raise DataError(f"frame {index} of {name} is {frame.image.shape[1]}x{frame.image.shape[0]}, unlike "
+                                     f"the frames before it ({shape[1]}x{shape[0]}): all frames of a video must have "
+                                     f"one size")
+                if frame.error is not None:
+                    raise frame.error
+                images[index] = frame.image
                 first = index if not pending else first
-                pending.append(image)
+                pending.append(frame)
                 if len(pending) == self.encode_batch:
-                    yield from self._advance(pending, first, schedules, images, name)
+                    in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
                     pending = []
         except DamagedVideoError as err:  # every frame that did decode still gets its result first
             damage = err
         if pending:
-            yield from self._advance(pending, first, schedules, images, name)
+            in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
         with self.measure("head"), self.precision():
             done = [schedule.finish() for schedule in schedules]
-        yield from self._collect(done, images)
+        in_flight = yield from self._overlapped(self._launch_results(done, images), in_flight)
+        if in_flight is not None:
+            yield from in_flight.collect()
         if damage is not None:
             raise damage
 
-    def _advance(self, frames: list[np.ndarray], first: int, schedules: list[WindowSchedule],
-                 images: dict[int, np.ndarray], name: str) -> Iterator[SegmentedFrame]:
-        inputs = self._views_of(frames, first, name)
+    def _prepare(self, numbered: tuple[int, np.ndarray | str], name: str,
+                 max_side: int | None = None) -> "PreparedFrame":
+        """Frame `numbered` = (index, array or image path) decoded, checked and preprocessed for every scale (a reader thread)."""
+        index, item = numbered
+        image = shrink_frame(read_image(item) if isinstance(item, str) else as_bgr_frame(item, index), max_side)
+        try:
+            tensors = {scale: eval_preprocess(image, self.max_size, f"frame {index} of {name}", scale)
+                       for scale in dict.fromkeys(view.scale for view in self.views)}
+        except DataError as err:  # raised in the frame's turn, after the size check
+            return PreparedFrame(image, {}, err)
+        if self.device.type == "cuda":  # page-locked, so that the copy to the GPU overlaps its work
+            tensors = {scale: t.pin_memory() for scale, t in tensors.items()}
+        return PreparedFrame(image, tensors)
+
+    def _to_device(self, frames: list["PreparedFrame"]) -> list[torch.Tensor]:
+        """Each view's batch (B,3,H',W') of `frames` on the device."""
+        batches = []
+        for view in self.views:
+            batch = torch.stack([f.views[view.scale].to(self.device, non_blocking=True) for f in frames])
+            batches.append(batch.flip(-1) if view.flip else batch)
+        return batches
+
+    def _advance(self, frames: list["PreparedFrame"], schedules: list[WindowSchedule],
+                 images: dict[int, np.ndarray]) -> "_LaunchedResults":
+        inputs = self._to_device(frames)
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
             with self.measure("encoder"), self.precision():
@@ -232,31 +273,38 @@ class VideoSegmenter:
             with self.measure("head"), self.precision():
                 for cache in caches:
                     done[v] += schedule.push(cache)
-        yield from self._collect(done, images)
+        return self._launch_results(done, images)
 
-    def _views_of(self, frames: list[np.ndarray], first: int = 0, name: str = "the video") -> list[torch.Tensor]:
-        """Each view's preprocessed batch (B,3,H',W') on the device."""
-        batches = []
-        for view in self.views:
-            tensors = [eval_preprocess(f, self.max_size, f"frame {first + i} of {name}", view.scale)
-                       for i, f in enumerate(frames)]
-            batch = torch.stack(tensors)
-            if self.device.type == "cuda":  # page-locked, so that the copy overlaps the GPU's work
-                batch = batch.pin_memory()
-            batch = batch.to(self.device, non_blocking=True)
-            batches.append(batch.flip(-1) if view.flip else batch)
-        return batches
+    def _overlapped(self, launched: "_LaunchedResults",
+                    in_flight: "_LaunchedResults | None") -> Generator[SegmentedFrame, None, "_LaunchedResults | None"]:
+        """Yield the results due now; return those left in flight (on a GPU, `launched` waits one batch)."""
+        if self.device.type != "cuda":
+            yield from launched.collect()
+            return None
+        if in_flight is not None:
+            yield from in_flight.collect()
+        return launched
 
-    def _collect(self, done: list[list[tuple[int, torch.Tensor]]],
-                 images: dict[int, np.ndarray]) -> Iterator[SegmentedFrame]:
+    def _launch_results(self, done: list[list[tuple[int, torch.Tensor]]],
+                        images: dict[int, np.ndarray]) -> "_LaunchedResults":
+        """Masks and probabilities of the frames in `done`, computed and copied back without waiting for them."""
+        results = []
         for per_view in zip(*done):  # every view predicts the same frames at the same time
             index = per_view[0][0]
+            image = images.pop(index)
             with self.measure("post"):
-                result = self._combine(index, [logits for _, logits in per_view], images.pop(index))
-            yield result
+                mask, probability = self._combine([logits for _, logits in per_view], image.shape[:2])
+                # non_blocking: into page-locked memory, read only once `ready` has passed
+                results.append((index, mask.to("cpu", non_blocking=True), probability.to("cpu", non_blocking=True),
+                                image))
+        ready = None
+        if self.device.type == "cuda" and results:
+            ready = torch.cuda.Event()
+            ready.record()
+        return _LaunchedResults(results, ready)
 
-    def _combine(self, index: int, logits: list[torch.Tensor], image: np.ndarray) -> SegmentedFrame:
-        size = image.shape[:2]
+    def _combine(self, logits: list[torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask (uint8) and object probability (float32) at the frame's `size` from each view's logits."""
         full = [F.interpolate((l.flip(-1) if v.flip else l).float(), size=size, mode="bilinear", align_corners=True)
                 for v, l in zip(self.views, logits)]
         if len(full) == 1:  # the authors' masks, exactly: the argmax of the resized logits
@@ -265,7 +313,28 @@ class VideoSegmenter:
         else:
             probability = torch.stack([torch.softmax(l, dim=1)[0, 1] for l in full]).mean(0)
             mask = probability > 0.5
-        return SegmentedFrame(index, mask.to(torch.uint8).cpu().numpy(), probability.float().cpu().numpy(), image)
+        return mask.to(torch.uint8), probability.float()
+
+
+@dataclass
+class PreparedFrame:
+    """A frame as read (BGR) and its preprocessed tensor for each view scale, or why it cannot be preprocessed."""
+    image: np.ndarray
+    views: dict[float, torch.Tensor]
+    error: DataError | None = None
+
+
+@dataclass
+class _LaunchedResults:
+    """Results whose copies back from the device may still be running; `collect()` waits for them."""
+    results: list[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]]
+    ready: "torch.cuda.Event | None"
+
+    def collect(self) -> Iterator[SegmentedFrame]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        for index, mask, probability, image in self.results:
+            yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image)
 
 
 def _channels_last(part: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -292,23 +361,3 @@ def as_bgr_frame(frame: object, index: int) -> np.ndarray:
         return frame
     raise DataError(f"frame {index} has shape {shape} and dtype {dtype}: frames must be (H, W, 3) BGR, "
                     f"(H, W) grayscale or (H, W, 4) BGRA")
-
-
-def _read(frames: Iterable[np.ndarray | str]) -> Iterator[np.ndarray]:
-    """Arrays checked and converted (as_bgr_frame); image paths decoded by reader threads, READ_AHEAD frames ahead."""
-    items = iter(frames)
-    with ThreadPoolExecutor(2) as pool:
-        queue: list = []
-        for index, item in enumerate(items):
-            queue.append(pool.submit(read_image, item) if isinstance(item, str) else _finished(as_bgr_frame(item, index)))
-            if len(queue) > READ_AHEAD:
-                yield queue.pop(0).result()
-        for future in queue:
-            yield future.result()
-
-
-def _finished(value: np.ndarray) -> Future:
-    """A frame given as an array, as a future that is already done."""
-    future: Future = Future()
-    future.set_result(value)
-    return future

@@ -208,21 +208,30 @@ def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bo
     file that decodes fewer frames than its container declares raises after its last good frame,
     unless `accept_partial`.
     """
+    for item in video_frame_sources(path, accept_partial):
+        yield shrink_frame(read_image(item) if isinstance(item, str) else item, max_side)
+
+
+def video_frame_sources(path: str, accept_partial: bool = False) -> Iterator[str | np.ndarray]:
+    """A folder's image paths (sorted by name, left to decode), or a video file's decoded BGR frames."""
     if os.path.isdir(path):
         files = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise MissingFileError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-        frames = (read_image(p) for p in files)
+        yield from files
     elif os.path.isfile(path):
-        frames = _video_file_frames(path, accept_partial)
+        yield from _video_file_frames(path, accept_partial)
     else:
         raise MissingFileError(f"video not found: {path} (give a video file or a folder of frames)")
-    for frame in frames:
-        if max_side and max(frame.shape[:2]) > max_side:
-            scale = max_side / max(frame.shape[:2])
-            size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        yield frame
+
+
+def shrink_frame(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """`frame` shrunk (area interpolation) so that its longer side is at most `max_side`; unchanged without one."""
+    if not max_side or max(frame.shape[:2]) <= max_side:
+        return frame
+    scale = max_side / max(frame.shape[:2])
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def _video_file_frames(path: str, accept_partial: bool) -> Iterator[np.ndarray]:
