@@ -1,12 +1,15 @@
 """Process-group helpers: one process needs no group; torchrun's env vars start NCCL (GPU) or gloo (CPU)."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger("lsta.distributed")
 
 
 @dataclass
@@ -27,21 +30,30 @@ def init_distributed(device: str, device_id: int = 0) -> DistInfo:
     """Join torchrun's process group when WORLD_SIZE > 1; pick this rank's device.
 
     One process uses GPU `device_id` (or the index in `device`, e.g. cuda:1); torchrun's ranks use
-    their LOCAL_RANK.
+    their LOCAL_RANK. More ranks on a machine than it has GPUs share them round-robin (useful when
+    decoding and writing, not the GPU, limit an evaluation); NCCL takes one GPU per rank, so such
+    ranks talk over gloo.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    backend = "gloo"
     if use_cuda:
-        index = local_rank if world_size > 1 else torch.device(device).index
+        gpus = torch.cuda.device_count()
+        index = local_rank % gpus if world_size > 1 else torch.device(device).index
         index = device_id if index is None else index
         torch.cuda.set_device(index)
         torch_device = torch.device("cuda", index)
+        sharing = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > gpus
+        backend = "gloo" if sharing else "nccl"
+        if sharing and world_size > 1 and rank == 0:
+            log.warning(f"{os.environ.get('LOCAL_WORLD_SIZE')} processes share this machine's {gpus} GPU(s); "
+                        f"they communicate over gloo, as NCCL takes one GPU per process")
     else:
         torch_device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+        dist.init_process_group(backend, timeout=timedelta(minutes=30))
     return DistInfo(rank, world_size, local_rank, torch_device)
 
 
