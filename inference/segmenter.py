@@ -174,7 +174,7 @@ class VideoSegmenter:
         frame = self._prepare((0, image), "the video")
         if frame.error is not None:
             raise frame.error
-        batch = self._to_device([frame])[0]
+        batch = self._to_device([frame] * self.encode_batch)[0]  # the batch size the video's frames come in
         with self.precision():
             caches = self.model.cache_frames(self.encode(batch)).split()
             self.model.segment_cached(caches[0], caches[:1] * 2, caches[0], self.head)

@@ -4,6 +4,9 @@
                                 [--batches 1 2 4] [--memory_frames 100 1000]
     python -m tools.bench_model --only backends      # the CPU backend table alone
     python -m tools.bench_model --only sta           # STA alone, ours against the authors' unfold/fold
+    python -m tools.bench_model --only pipeline --pipeline_frames 300   # the streaming pipeline alone
+    python -m tools.bench_model --only pipeline --checkpoint CKPT --frames FOLDER  # agreement, trained weights
+    python -m tools.bench_model --only costs         # encoder, head, STA, multi-scale and memory
 
 - backends (CPU): one streamed frame at window 11 (encoder + head), run by VideoSegmenter's parts
   for each TEST_BACKEND (torch, onnxruntime) and for bf16 with channels-last (torch), at 1 and 2
@@ -15,8 +18,9 @@
   the peak memory of each batch size (each in its own process);
 - head: ms per query frame with a window of 11 (the authors') and 41 frames, cached as
   VideoSegmenter runs it, and re-projecting every memory frame as the authors' code does (their STA);
-- pipeline: frames/s of a 480x854 JPEG folder streamed through VideoSegmenter and ResultWriter
-  (decode, model, resize, PNG and overlay writing overlapped), of the model alone (synchronised),
+- pipeline: frames/s of a 480x854 JPEG folder (or --frames) streamed through VideoSegmenter and
+  ResultWriter as eval.py runs it (decode, preprocessing, model, resize and mask PNG writing
+  overlapped), then in a second pass of the model alone (each call synchronised),
   and as the authors timed it (as we read their test script: no synchronisation, the encoding of
   frames 0..M-2 not counted), for
   each precision (on CPU each backend too; channels-last encoder; on CUDA also bf16 with
@@ -233,7 +237,7 @@ def pipeline_options(device: str) -> list[dict]:
 
 
 def pipeline_table(args: argparse.Namespace) -> None:
-    """Frames/s of the whole pipeline (decode, model, resize, PNG and overlay writing) and of the model alone."""
+    """Frames/s of the whole pipeline (decode, model, resize, mask PNG writing) and of the model alone."""
     import tempfile
     import time
 
@@ -242,16 +246,24 @@ def pipeline_table(args: argparse.Namespace) -> None:
 
     from inference.results import ResultWriter
     from inference.segmenter import InferenceOptions, VideoSegmenter
+    from networks.weights import load_lsta
     from utils.precision import set_float32_precision
     rng = np.random.RandomState(0)
-    model = model_for(args.backbone, args.device)
+    model = load_lsta(args.checkpoint, Config())[0] if args.checkpoint else model_for(args.backbone, args.device)
+    torch.backends.cudnn.benchmark = True  # as evaluations run (each new input size is tuned once, in the warm-up)
     with tempfile.TemporaryDirectory() as folder:
-        frames = os.path.join(folder, "frames")
-        os.makedirs(frames)
-        base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
-        for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
-            cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
-        print(f"pipeline: {args.pipeline_frames} frames of 480x854 JPEG, window {args.windows[0]}, {args.device}")
+        frames = args.frames
+        if frames is None:
+            frames = os.path.join(folder, "frames")
+            os.makedirs(frames)
+            base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
+            for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
+                cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
+        count = len(os.listdir(frames))
+        first = cv2.imread(os.path.join(frames, sorted(os.listdir(frames))[0]))
+        weights = args.checkpoint or f"{args.backbone}, random weights"
+        print(f"pipeline: {count} frames of {first.shape[0]}x{first.shape[1]} from {args.frames or 'a synthetic pan'}, "
+              f"{weights}, window {args.windows[0]}, {args.device}, torch {torch.__version__}", flush=True)
         print("| precision | backend | channels_last | compiled | FPS with I/O | FPS model (synchronised) "
               "| FPS authors' way | masks = float32 |")
         print("|---|---|---|---|---|---|---|---|")
@@ -270,17 +282,21 @@ def pipeline_table(args: argparse.Namespace) -> None:
                 calls.append((name, now(args.device) - start, loose_end - loose))
 
             options = InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache, **chosen)
-            segmenter = VideoSegmenter(model, options, args.device, measure)
-            segmenter.warm_up(np.zeros((480, 854, 3), np.uint8))
-            calls.clear()
+            segmenter = VideoSegmenter(model, options, args.device)
+            segmenter.warm_up(first)
+            # Pass 1, as eval.py runs: reading, the model and the writing of mask PNGs overlapped.
             masks = []
-            writer = ResultWriter(os.path.join(folder, "out", "masks"), overlays=os.path.join(folder, "out", "ov"))
+            writer = ResultWriter(os.path.join(folder, "out", "masks"))
             start = now(args.device)
             for frame in segmenter.segment(frames):
                 writer.write(f"{frame.index:05d}", frame)
                 masks.append(frame.mask)
             writer.close()
             with_io = len(masks) / (now(args.device) - start)
+            # Pass 2: each model call timed (synchronised, which stops the overlap) and as the authors timed it.
+            segmenter.measure = measure
+            for _ in segmenter.segment(frames):
+                pass
             model_s = sum(s for name, s, _ in calls if name in ("encoder", "head"))
             # The authors' count, as we read their test script: unsynchronised, and the encoding of
             # frames 0..M-2 never counted (frame 0 counts as ~0 s). Encoder calls take encode_batch
@@ -334,8 +350,13 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
     parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["backends", "pipeline", "sta"], default=None, help="one section of the report")
+    parser.add_argument("--only", choices=["backends", "pipeline", "sta", "costs"], default=None,
+                        help="one section of the report (costs: encoder, head, STA, multi-scale, memory)")
     parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")
+    parser.add_argument("--frames", default=None, help="pipeline: a folder of frames instead of a synthetic pan")
+    parser.add_argument("--checkpoint", default=None,
+                        help="pipeline: the model this checkpoint records instead of random weights (e.g. to measure "
+                             "the precisions' mask agreement with trained weights)")
     parser.add_argument("--onnx_cache", default=os.path.join(ROOT, "pretrained", "onnx"),
                         help="where the onnxruntime backend's export is kept (DIR_ONNX_CACHE)")
     parser.add_argument("--stream_run", default=None, help=argparse.SUPPRESS)               # internal
@@ -357,11 +378,12 @@ def main() -> None:
     if args.only == "sta":
         print_sta(args)
         return
-    if args.device == "cpu":
+    if args.device == "cpu" and args.only != "costs":
         backend_table(args)
     if args.only == "backends":
         return
-    pipeline_table(args)
+    if args.only != "costs":
+        pipeline_table(args)
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), backbone {args.backbone}, input "
           f"{args.height}x{args.width}, float32, torch {torch.__version__}, random weights")
