@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from config import Config
 from dataloaders.transforms import eval_preprocess
 from inference.onnx_backend import OnnxModel
-from inference.window import Head, WindowSchedule
+from inference.window import Step, WindowSchedule
 from networks.lsta import LSTA
 from networks.weights import load_lsta
 from utils.compiled import CompiledOrEager
@@ -130,21 +130,25 @@ class VideoSegmenter:
             # Weights too: a convolution given them in the other layout reorders them at every call.
             self.model.to(memory_format=torch.channels_last)
         self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
-        self.head: Head | None = None  # the model's own
+        self.step: Step = self.model.segment_cached  # one query frame's logits from cached frames
         if self.backend == "torch":
             # The encoder's BatchNorms folded into its convolutions (ONNX Runtime does the same to
             # its graph): a snapshot of the weights, like the onnxruntime export.
             self.encode = fold_batchnorm(self.model.feature_extractor)
-        if options.compile:  # both convolution stacks; LTM and STA are a few small operations between them
+        if options.channels_last:
+            self.step = functools.partial(self.model.segment_cached, head=_channels_last(self.model.head))
+        if options.compile:
+            # The whole step, not only its refine head: on a GPU a frame's ~130 small LTM and STA
+            # operations cost more in launches than in arithmetic, and Inductor fuses them.
             self.encode = CompiledOrEager(self.encode, "encoder")
-            self.head = CompiledOrEager(self.model.head, "refine head")
+            self.step = CompiledOrEager(self.step, "inference step (LTM, STA, refine head)")
         if options.channels_last:
             self.encode = _channels_last(self.encode)
-            self.head = _channels_last(self.head or self.model.head)
         if self.backend == "onnxruntime":
             try:
                 onnx = OnnxModel.for_model(self.model, options.onnx_cache)
-                self.encode, self.head = onnx.encode, onnx.head
+                self.encode = onnx.encode
+                self.step = functools.partial(self.model.segment_cached, head=onnx.head)
             except (OSError, RuntimeError) as err:
                 if options.backend != "auto":
                     raise
@@ -177,7 +181,7 @@ class VideoSegmenter:
         batch = self._to_device([frame] * self.encode_batch)[0]  # the batch size the video's frames come in
         with self.precision():
             caches = self.model.cache_frames(self.encode(batch)).split()
-            self.model.segment_cached(caches[0], caches[:1] * 2, caches[0], self.head)
+            self.step(caches[0], caches[:1] * max(self.window - 2, 1), caches[0])  # the window's shapes
 
     def precision(self) -> ContextManager:
         """Autocast for TEST_PRECISION bf16/fp16, around each model call (never across a yield)."""
@@ -209,7 +213,7 @@ class VideoSegmenter:
         source = video_frame_sources(frames, accept_partial) if from_path else frames
         prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
                                enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
-        schedules = [WindowSchedule(self.model, self.window, self.head) for _ in self.views]
+        schedules = [WindowSchedule(self.model, self.window, self.step) for _ in self.views]
         images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
         pending: list[PreparedFrame] = []
         in_flight: _LaunchedResults | None = None  # on a GPU: the batch being copied back

@@ -12,7 +12,8 @@ import torch
 
 from networks.lsta import LSTA, FrameCache
 
-Head = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # LTM and STA outputs → logits (LSTA.head)
+# One query frame's logits (1,2,h,w) from cached frames: (query, LTM frames, STA frame), LSTA.segment_cached's way.
+Step = Callable[[FrameCache, list[FrameCache], FrameCache], torch.Tensor]
 
 
 class MemoryWindow:
@@ -35,11 +36,11 @@ class MemoryWindow:
         while len(self.frames) < self.size:
             self.frames.append(self.frames[-1])
 
-    def logits(self, model: LSTA, index: int, head: Head | None = None) -> torch.Tensor:
+    def logits(self, step: Step, index: int) -> torch.Tensor:
         """Query = frame `index`; of the others, in order, the last is the STA frame and the rest are LTM."""
         query = self.frames[index]
         others = [f for i, f in enumerate(self.frames) if i != index % len(self.frames)]
-        return model.segment_cached(query, others[:-1], others[-1], head)
+        return step(query, others[:-1], others[-1])
 
 
 class WindowSchedule:
@@ -51,9 +52,9 @@ class WindowSchedule:
     STA f_{t-1}). `finish()` predicts a video shorter than M, its window padded with its last frame.
     """
 
-    def __init__(self, model: LSTA, size: int, head: Head | None = None) -> None:
-        self.model, self.window, self.last = model, MemoryWindow(size), -1
-        self.head = head  # None: the model's own refine head
+    def __init__(self, model: LSTA, size: int, step: Step | None = None) -> None:
+        self.window, self.last = MemoryWindow(size), -1
+        self.step = step or model.segment_cached  # another is the same computation, compiled or exported
 
     def push(self, cache: FrameCache) -> list[tuple[int, torch.Tensor]]:
         """Add the next frame; the predictions it completes."""
@@ -61,9 +62,9 @@ class WindowSchedule:
         self.window.push(cache)
         size = self.window.size
         if self.last == size - 1:
-            return [(i, self.window.logits(self.model, i, self.head)) for i in range(size)]
+            return [(i, self.window.logits(self.step, i)) for i in range(size)]
         if self.last >= size:
-            return [(self.last, self.window.logits(self.model, -1, self.head))]
+            return [(self.last, self.window.logits(self.step, -1))]
         return []
 
     def finish(self) -> list[tuple[int, torch.Tensor]]:
@@ -71,4 +72,4 @@ class WindowSchedule:
         if not 0 <= self.last < self.window.size - 1:
             return []
         self.window.pad()
-        return [(i, self.window.logits(self.model, i, self.head)) for i in range(self.last + 1)]
+        return [(i, self.window.logits(self.step, i)) for i in range(self.last + 1)]

@@ -180,7 +180,7 @@ def stream_cost(args: argparse.Namespace, way: str) -> dict:
 
     def head():
         with segmenter.precision():
-            return model.segment_cached(query, caches[:-1], caches[-1], segmenter.head)
+            return segmenter.step(query, caches[:-1], caches[-1])
 
     with torch.inference_mode():
         memory = [model.encode(images) for _ in range(args.windows[0] - 1)]
@@ -230,6 +230,7 @@ def pipeline_options(device: str) -> list[dict]:
     if device == "cuda":
         plain = [dict(precision=p, backend="torch") for p in ("float32", "tf32", "bf16", "fp16")]
         return plain + [dict(precision="bf16", backend="torch", channels_last=True),
+                        dict(precision="bf16", backend="torch", compile=True),
                         dict(precision="bf16", backend="torch", channels_last=True, compile=True)]
     return [dict(precision="float32", backend="torch"), dict(precision="float32", backend="torch", channels_last=True),
             dict(precision="float32", backend="onnxruntime"), dict(precision="bf16", backend="torch"),
