@@ -227,11 +227,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
     "TEST_BACKEND": _one_of("auto", "torch", "onnxruntime"),
+    "TEST_COMPILE": _one_of(False, True, "cudagraphs"),
     "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
     **{key: _flag() for key in (
         "DATA_RANDOM_REVERSE_SEQ", "DATA_SINGLE", "DATA_SKIP_BAD_SAMPLES", "DEVICE_ALLOW_TF32", "MODEL_DISTILLATION",
         "MODEL_FREEZE_BN", "MODEL_TRAIN_ENCODER", "PRETRAIN", "TEST_COPY_FIRST_FRAME_GT", "TEST_DATASET_FULL_RESOLUTION",
-        "TEST_CHANNELS_LAST", "TEST_COMPILE", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME",
+        "TEST_CHANNELS_LAST", "TEST_FLIP", "TRAIN_AUTHORS_ENCODER_GRAD", "TRAIN_AUTO_RESUME",
         "TRAIN_CHANNELS_LAST", "TRAIN_COSINE_DECAY",
         "TRAIN_DATASET_FULL_RESOLUTION", "TRAIN_DISTILLATION_TEACHER_AS_DESIGNED", "TRAIN_LOSS_LAST_FRAME_ONLY",
         "TRAIN_TBLOG")},
@@ -360,8 +361,10 @@ class Config:
         # Who runs the encoder: torch | onnxruntime (CPU, float32; exported once per checkpoint into
         # DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32, where it is the faster, torch elsewhere.
         self.TEST_BACKEND = "auto"
-        # True: torch.compile the encoder and the refine head (torch backend). Each new frame size
-        # compiles once (30-60 s on a 2-core CPU), so it pays off on long runs of one size, mostly on GPUs.
+        # True: torch.compile the encoder and the inference step (LTM, STA, refine head; torch backend).
+        # Each new frame size compiles once (30-60 s on a 2-core CPU), so it pays off on long runs of
+        # one size, mostly on GPUs. "cudagraphs" (GPU only): also replay each as a CUDA graph, which
+        # saves the launch of each of a frame's ~400 small GPU operations.
         self.TEST_COMPILE = False
         self.TEST_CHANNELS_LAST = False       # True: encoder and head in channels-last layout (torch backend)
 
@@ -437,9 +440,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
+# Flags that also take a named mode besides True and False.
+FLAG_MODES = {"TEST_COMPILE": ("cudagraphs",)}
+
+
 def _convert(key: str, value: Any, current: Any) -> Any:
     """`value` in the type of `current`, where the conversion loses nothing; else an error."""
-    if current is None or value is None or type(value) is type(current):
+    if current is None or value is None or type(value) is type(current) or value in FLAG_MODES.get(key, ()):
         return value
     if isinstance(current, bool):
         if isinstance(value, int) and value in (0, 1):

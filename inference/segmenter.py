@@ -12,6 +12,7 @@ memory window, and averages the views' foreground probabilities at the original 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -27,7 +28,7 @@ from config import Config
 from dataloaders.transforms import eval_preprocess
 from inference.onnx_backend import OnnxModel
 from inference.window import Step, WindowSchedule
-from networks.lsta import LSTA
+from networks.lsta import LSTA, FrameCache
 from networks.weights import load_lsta
 from utils.compiled import CompiledOrEager
 from utils.errors import DataError, SettingError
@@ -72,7 +73,7 @@ class InferenceOptions:
     precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
     backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
-    compile: bool = False                  # TEST_COMPILE: torch.compile the encoder and head (torch backend)
+    compile: bool | str = False            # TEST_COMPILE: torch.compile encoder and step (torch); "cudagraphs" too
     channels_last: bool = False            # TEST_CHANNELS_LAST: encoder and head in channels-last layout (torch)
 
     def torch_only(self) -> tuple[str, ...]:
@@ -137,11 +138,16 @@ class VideoSegmenter:
             self.encode = fold_batchnorm(self.model.feature_extractor)
         if options.channels_last:
             self.step = functools.partial(self.model.segment_cached, head=_channels_last(self.model.head))
+        self.compiled = bool(options.compile)
         if options.compile:
             # The whole step, not only its refine head: on a GPU a frame's ~130 small LTM and STA
             # operations cost more in launches than in arithmetic, and Inductor fuses them.
-            self.encode = CompiledOrEager(self.encode, "encoder")
-            self.step = CompiledOrEager(self.step, "inference step (LTM, STA, refine head)")
+            graphs = options.compile == "cudagraphs"
+            if graphs and self.device.type != "cuda":
+                raise SettingError(f"TEST_COMPILE cudagraphs replays CUDA graphs: it needs a GPU, not {self.device}; "
+                                   f"use TEST_COMPILE True")
+            self.encode = CompiledOrEager(self.encode, "encoder", graphs)
+            self.step = CompiledOrEager(self.step, "inference step (LTM, STA, refine head)", graphs)
         if options.channels_last:
             self.encode = _channels_last(self.encode)
         if self.backend == "onnxruntime":
@@ -180,8 +186,12 @@ class VideoSegmenter:
             raise frame.error
         batch = self._to_device([frame] * self.encode_batch)[0]  # the batch size the video's frames come in
         with self.precision():
-            caches = self.model.cache_frames(self.encode(batch)).split()
-            self.step(caches[0], caches[:1] * max(self.window - 2, 1), caches[0])  # the window's shapes
+            for _ in range(3 if self.compiled else 1):  # CUDA graphs are recorded at a function's 2nd or 3rd call
+                cache = self.model.cache_frames(self.encode(batch)).split()[0]
+                # A window of distinct tensors, as a video's: the compiler specialises on repeated inputs.
+                window = [FrameCache(**{f.name: getattr(cache, f.name).clone() for f in dataclasses.fields(cache)})
+                          for _ in range(max(self.window, 3))]
+                self.step(window[0], window[1:-1], window[-1])
 
     def precision(self) -> ContextManager:
         """Autocast for TEST_PRECISION bf16/fp16, around each model call (never across a yield)."""

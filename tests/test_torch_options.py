@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch._dynamo.utils
 
-from config import Config
+from config import Config, ConfigError
 from inference.segmenter import InferenceOptions, VideoSegmenter
+from networks.lsta import LSTA
 from networks.weights import load_lsta
+from utils.errors import SettingError
 
 
 @pytest.mark.parametrize("key", ["TEST_COMPILE", "TEST_CHANNELS_LAST"])
@@ -34,3 +36,15 @@ def test_pytorch_option_gives_the_plain_results(toy_root, toy_weights, key):
     for (mask, probability), (ref_mask, ref_probability) in zip(results, reference):
         assert np.abs(probability - ref_probability).max() <= 1e-4  # float32, summed in another order
         assert np.mean(mask == ref_mask) >= 0.999
+
+
+def test_cuda_graphs_need_a_gpu_and_say_so():
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.set("TEST_COMPILE", "cudagraphs")
+    cfg.validate()  # a valid setting ...
+    with pytest.raises(SettingError, match="TEST_COMPILE cudagraphs .* needs a GPU"):
+        VideoSegmenter.from_config(LSTA.from_config(cfg), cfg, "cpu")  # ... that a CPU cannot run
+    cfg.set("TEST_COMPILE", "always")
+    with pytest.raises(ConfigError, match="TEST_COMPILE"):
+        cfg.validate()

@@ -24,7 +24,8 @@
   and as the authors timed it (as we read their test script: no synchronisation, the encoding of
   frames 0..M-2 not counted), for
   each precision (on CPU each backend too; channels-last encoder; on CUDA also bf16 with
-  TEST_COMPILE, compiled in the untimed warm-up), with the share of mask pixels equal to float32's;
+  TEST_COMPILE True and cudagraphs, compiled in the untimed warm-up), with the share of mask pixels
+  equal to float32's;
 - per-frame streaming cost = encoder (batch 1 on CPU, 4 on GPU) + head, for the plain views and
   for test-time flip and multi-scale (0.75, 1, 1.25);
 - memory: peak RSS of a process that streams 100 and 1,000 frames through VideoSegmenter (the
@@ -231,7 +232,9 @@ def pipeline_options(device: str) -> list[dict]:
         plain = [dict(precision=p, backend="torch") for p in ("float32", "tf32", "bf16", "fp16")]
         return plain + [dict(precision="bf16", backend="torch", channels_last=True),
                         dict(precision="bf16", backend="torch", compile=True),
-                        dict(precision="bf16", backend="torch", channels_last=True, compile=True)]
+                        dict(precision="bf16", backend="torch", channels_last=True, compile=True),
+                        dict(precision="bf16", backend="torch", compile="cudagraphs"),
+                        dict(precision="bf16", backend="torch", channels_last=True, compile="cudagraphs")]
     return [dict(precision="float32", backend="torch"), dict(precision="float32", backend="torch", channels_last=True),
             dict(precision="float32", backend="onnxruntime"), dict(precision="bf16", backend="torch"),
             dict(precision="bf16", backend="torch", channels_last=True)]
@@ -269,7 +272,8 @@ def pipeline_table(args: argparse.Namespace) -> None:
               "| FPS authors' way | masks = float32 |")
         print("|---|---|---|---|---|---|---|---|")
         reference = None
-        for chosen in pipeline_options(args.device):
+        rows = pipeline_options(args.device)
+        for chosen in [rows[i] for i in args.rows] if args.rows else rows:  # the first is the agreement's reference
             precision = chosen["precision"]
             if args.device == "cuda":
                 set_float32_precision(precision == "tf32")
@@ -308,7 +312,8 @@ def pipeline_table(args: argparse.Namespace) -> None:
             authors_s = sum(loose for name, _, loose in calls if name in ("encoder", "head")) - uncounted
             reference = reference or masks
             agreement = float(np.mean([np.mean(a == b) for a, b in zip(reference, masks)]))
-            flags = " | ".join("yes" if chosen.get(key) else "no" for key in ("channels_last", "compile"))
+            flags = " | ".join({True: "yes", False: "no"}.get(chosen.get(key, False), chosen.get(key))
+                               for key in ("channels_last", "compile"))
             print(f"| {precision} | {chosen['backend']} | {flags} | {with_io:.2f} | {len(masks) / model_s:.2f} | "
                   f"{len(masks) / max(authors_s, 1e-9):.2f} | {100 * agreement:.3f} % |", flush=True)
 
@@ -354,6 +359,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["backends", "pipeline", "sta", "costs"], default=None,
                         help="one section of the report (costs: encoder, head, STA, multi-scale, memory)")
     parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")
+    parser.add_argument("--rows", type=int, nargs="*", default=None,
+                        help="pipeline: only these rows of its table (0-based; the first given is the reference)")
     parser.add_argument("--frames", default=None, help="pipeline: a folder of frames instead of a synthetic pan")
     parser.add_argument("--checkpoint", default=None,
                         help="pipeline: the model this checkpoint records instead of random weights (e.g. to measure "
