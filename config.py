@@ -260,6 +260,9 @@ def _relations(cfg: "Config") -> list[tuple[str, str]]:
     if cfg.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         problems.append(("DEVICE", "needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False); "
                                    "use cpu"))
+    if cfg.TEST_COMPILE == "cudagraphs" and not cfg.DEVICE.startswith("cuda"):
+        problems.append(("TEST_COMPILE", f"cudagraphs replays CUDA graphs: it needs DEVICE cuda, not {cfg.DEVICE}; "
+                                         f"use True"))
     return problems
 
 

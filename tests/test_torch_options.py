@@ -41,10 +41,12 @@ def test_pytorch_option_gives_the_plain_results(toy_root, toy_weights, key):
 def test_cuda_graphs_need_a_gpu_and_say_so():
     cfg = Config()
     cfg.apply_preset("toy")
-    cfg.set("TEST_COMPILE", "cudagraphs")
-    cfg.validate()  # a valid setting ...
+    cfg.set("TEST_COMPILE", "cudagraphs")  # a setting, accepted as such ...
+    cfg.set("DEVICE", "cpu")
+    with pytest.raises(ConfigError, match="TEST_COMPILE .*cudagraphs.* needs DEVICE cuda"):
+        cfg.validate()  # ... that a CPU configuration refuses
     with pytest.raises(SettingError, match="TEST_COMPILE cudagraphs .* needs a GPU"):
-        VideoSegmenter.from_config(LSTA.from_config(cfg), cfg, "cpu")  # ... that a CPU cannot run
+        VideoSegmenter.from_config(LSTA.from_config(cfg), cfg, "cpu")  # and so does the segmenter, given a CPU
     cfg.set("TEST_COMPILE", "always")
     with pytest.raises(ConfigError, match="TEST_COMPILE"):
         cfg.validate()
