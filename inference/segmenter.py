@@ -227,7 +227,7 @@ class VideoSegmenter:
         images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
         pending: list[PreparedFrame] = []
         in_flight: _LaunchedResults | None = None  # on a GPU: the batch being copied back
-        shape, first, damage = None, 0, None
+        shape, damage = None, None
         try:
             for index, frame in enumerate(prepared):
                 shape = shape or frame.image.shape
@@ -238,7 +238,6 @@ class VideoSegmenter:
                 if frame.error is not None:
                     raise frame.error
                 images[index] = frame.image
-                first = index if not pending else first
                 pending.append(frame)
                 if len(pending) == self.encode_batch:
                     in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
@@ -345,6 +344,7 @@ class _LaunchedResults:
     ready: "torch.cuda.Event | None"
 
     def collect(self) -> Iterator[SegmentedFrame]:
+        """The results, once their copies have arrived."""
         if self.ready is not None:
             self.ready.synchronize()
         for index, mask, probability, image in self.results:
