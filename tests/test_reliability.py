@@ -452,8 +452,9 @@ def test_ctrl_c_in_eval_is_one_line(davis_copy, toy_weights, tmp_path):
     # Its masks take seconds to write on any CPU, so the signal comes while they are written, not after.
     _lengthen_val_sequences(davis_copy, 1000)
     results = tmp_path / "res"
-    # The child must receive Ctrl-C as from a terminal: a process started while SIGINT is ignored
-    # inherits that (a test runner's worker may ignore it), and a Python handler becomes the default.
+    # The child must receive Ctrl-C as from a terminal. A process started while SIGINT is ignored
+    # inherits that: the whole test run does when a script starts it in the background (`cmd &`
+    # in a non-interactive shell ignores SIGINT). A Python handler becomes the default across exec.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         proc = subprocess.Popen([sys.executable, "eval.py", "--ckpt_path", toy_weights, "--out", str(results),
