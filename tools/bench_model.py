@@ -251,6 +251,7 @@ def pipeline_table(args: argparse.Namespace) -> None:
     from inference.results import ResultWriter
     from inference.segmenter import InferenceOptions, VideoSegmenter
     from networks.weights import load_lsta
+    from utils.image_io import read_image, video_frame_sources
     from utils.precision import set_float32_precision
     rng = np.random.RandomState(0)
     model = load_lsta(args.checkpoint, Config())[0] if args.checkpoint else model_for(args.backbone, args.device)
@@ -263,8 +264,8 @@ def pipeline_table(args: argparse.Namespace) -> None:
             base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
             for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
                 cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
-        count = len(os.listdir(frames))
-        first = cv2.imread(os.path.join(frames, sorted(os.listdir(frames))[0]))
+        files = list(video_frame_sources(frames))  # the frames segment() will read, in its order
+        count, first = len(files), read_image(files[0])
         weights = args.checkpoint or f"{args.backbone}, random weights"
         print(f"pipeline: {count} frames of {first.shape[0]}x{first.shape[1]} from {args.frames or 'a synthetic pan'}, "
               f"{weights}, window {args.windows[0]}, {args.device}, torch {torch.__version__}", flush=True)

@@ -45,10 +45,10 @@ def init_distributed(device: str, device_id: int = 0) -> DistInfo:
         index = device_id if index is None else index
         torch.cuda.set_device(index)
         torch_device = torch.device("cuda", index)
-        sharing = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > gpus
-        backend = "gloo" if sharing else "nccl"
-        if sharing and world_size > 1 and rank == 0:
-            log.warning(f"{os.environ.get('LOCAL_WORLD_SIZE')} processes share this machine's {gpus} GPU(s); "
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        backend = "gloo" if local_world_size > gpus else "nccl"
+        if local_world_size > gpus and world_size > 1 and rank == 0:
+            log.warning(f"{local_world_size} processes share this machine's {gpus} GPU(s); "
                         f"they communicate over gloo, as NCCL takes one GPU per process")
     else:
         torch_device = torch.device("cpu")
