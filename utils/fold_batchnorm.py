@@ -12,10 +12,11 @@ _NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d)
 
 
 class _NormsAsLeaves(fx.Tracer):
-    """Keeps torchvision's FrozenBatchNorm2d as one call (FX traces into non-torch.nn modules)."""
+    """Keeps torchvision's FrozenBatchNorm2d and subclasses of nn.Conv2d as one call each (FX traces
+    into modules from outside torch.nn); a Conv2d subclass folds alike through its weight and bias."""
 
     def is_leaf_module(self, module: nn.Module, name: str) -> bool:
-        return isinstance(module, _NORMS) or super().is_leaf_module(module, name)
+        return isinstance(module, (*_NORMS, nn.Conv2d)) or super().is_leaf_module(module, name)
 
 
 def fold_batchnorm(module: nn.Module) -> fx.GraphModule:
