@@ -1,10 +1,10 @@
 """The encoder and the refine head run by ONNX Runtime on the CPU (TEST_BACKEND onnxruntime).
 
-On a CPU the convolutions are nearly all of a frame's cost: ResNet DeepLabv3+ (~286 GFLOP at
+On a CPU the convolutions are nearly all of a frame's cost: ResNet DeepLabv3+ (~260 GFLOP at
 481x849) and the refine head (~44 GFLOP). ONNX Runtime runs the encoder in 0.59x-0.65x PyTorch eager's
 time there, the head in the same time (tools/bench_model.py --only backends). Everything between
 them (FrameCache, LTM, STA, the window) stays in PyTorch. Both graphs are exported once per set
-of weights, cached under a digest of the weights and the architecture; `python -m
+of weights, cached under a digest of the weights, the architecture and the network code; `python -m
 tools.export_onnx` does it ahead of time.
 """
 from __future__ import annotations
@@ -37,10 +37,21 @@ ENCODER_FILE, HEAD_FILE = "encoder.onnx", "head.onnx"  # weights beside each in 
 MIN_SIDE, MAX_SIDE = 33, 8193
 
 
+def network_code_digest(folder: str = os.path.join(ROOT, "networks")) -> str:
+    """A hex digest of the networks package's source: the graph an export traces is written there."""
+    digest = hashlib.sha256()
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".py")):
+        with open(os.path.join(folder, name), "rb") as source:
+            digest.update(name.encode() + source.read())
+    return digest.hexdigest()
+
+
 def weights_digest(model: LSTA) -> str:
-    """A hex digest of the model's weights and buffers, its architecture, and the exporter's versions."""
+    """A hex digest of the model's weights and buffers, its architecture, the code that computes it, and the
+    exporter's versions: a cached export is reused only for the same computation."""
     digest = hashlib.sha256(json.dumps({"arch": model.args.to_record(), "opset": ONNX_OPSET,
-                                        "torch": torch.__version__}, sort_keys=True).encode())
+                                        "code": network_code_digest(), "torch": torch.__version__},
+                                       sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())

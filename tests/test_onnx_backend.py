@@ -1,6 +1,7 @@
 """TEST_BACKEND onnxruntime: the encoder exported once per set of weights, masks equal to PyTorch's."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from config import Config
-from inference.onnx_backend import HEAD_FILE, OnnxGraph, OnnxModel, export_model, weights_digest
+from inference.onnx_backend import HEAD_FILE, OnnxGraph, OnnxModel, export_model, network_code_digest, weights_digest
 from inference.segmenter import InferenceOptions, VideoSegmenter, resolve_backend
 from networks.lsta import LSTA
 from networks.weights import load_lsta
@@ -72,6 +73,17 @@ def test_export_is_keyed_by_weights_and_accepts_any_frame_size(toy_weights, onnx
     with torch.no_grad():
         model.pred.bias[0] += 1.0
     assert weights_digest(model) != digest  # other weights, another export
+
+
+def test_export_is_keyed_by_the_network_code(tmp_path):
+    # A change to how the model computes (same weights) must not reuse an export of the old code.
+    networks = tmp_path / "networks"
+    shutil.copytree(os.path.join(ROOT, "networks"), networks, ignore=shutil.ignore_patterns("__pycache__"))
+    before = network_code_digest(str(networks))
+    assert before == network_code_digest()
+    with open(networks / "decoder.py", "a") as source:
+        source.write("\n# changed\n")
+    assert network_code_digest(str(networks)) != before
 
 
 def test_onnxruntime_head_reproduces_the_authors_logits(tmp_path):
