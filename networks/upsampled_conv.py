@@ -27,9 +27,9 @@ class UpsampledConcatConv(nn.Conv2d):
         # Every tap's channel mix at once: channels ordered (tap row, tap column, output channel).
         taps = F.conv2d(coarse, self.weight[:, :c].permute(2, 3, 0, 1).reshape(k * k * out, c, 1, 1))
         # Columns: for each tap row, sum over tap columns of taps @ (shifted interpolation)ᵀ.
-        taps = taps.view(b, k, k, out * h, w).transpose(2, 3).reshape(b, k, out * h, k * w)
+        taps = taps.reshape(b, k, k, out * h, w).transpose(2, 3).reshape(b, k, out * h, k * w)
         columns = shifted_interpolation(w, width, k, taps).transpose(1, 2).reshape(k * w, width)
-        rows = torch.matmul(taps, columns).view(b, k, out, h, width).transpose(1, 2).reshape(b, out, k * h, width)
+        rows = torch.matmul(taps, columns).reshape(b, k, out, h, width).transpose(1, 2).reshape(b, out, k * h, width)
         # Rows: sum over tap rows and coarse rows, for every fine row.
         return result + torch.matmul(shifted_interpolation(h, height, k, rows).transpose(0, 1).reshape(height, k * h),
                                      rows)

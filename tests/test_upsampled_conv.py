@@ -18,10 +18,12 @@ SIZES = [((31, 54), (121, 213), 3), ((3, 3), (9, 9), 3), ((5, 7), (17, 25), 3), 
 
 
 @pytest.mark.parametrize("coarse_size,fine_size,k", SIZES)
-def test_equals_upsample_then_convolve(coarse_size, fine_size, k):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_equals_upsample_then_convolve(coarse_size, fine_size, k, layout):
     torch.manual_seed(0)
-    conv = UpsampledConcatConv(24 + 8, 16, k, padding=k // 2, bias=True).double()
-    coarse, fine = torch.randn(2, 24, *coarse_size).double(), torch.randn(2, 8, *fine_size).double()
+    conv = UpsampledConcatConv(24 + 8, 16, k, padding=k // 2, bias=True).double().to(memory_format=layout)
+    coarse = torch.randn(2, 24, *coarse_size).double().to(memory_format=layout)
+    fine = torch.randn(2, 8, *fine_size).double().to(memory_format=layout)
     expected = reference(conv, coarse, fine)
     result = conv(coarse, fine)
     assert result.shape == expected.shape
