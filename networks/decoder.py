@@ -21,7 +21,8 @@ class Decoder(nn.Module):
         # Indices 3 and 7 held dropouts removed by the authors; Identity keeps the names 0, 1, 4, 5.
         # 0 is conv(cat[ASPP upsampled to stride 4, shortcut]), computed without upsampling 256 channels.
         self.last_conv = nn.Sequential(
-            UpsampledConcatConv(aspp_ch + shortcut_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.ReLU(inplace=True),
+            UpsampledConcatConv(aspp_ch + shortcut_ch, out_ch, 3, padding=1, bias=False), norm(out_ch),
+            nn.ReLU(inplace=True),
             nn.Identity(),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.ReLU(inplace=True),
             nn.Identity(),

@@ -18,6 +18,12 @@ class UpsampledConcatConv(nn.Conv2d):
     nn.Conv2d; the same function, to float32 rounding (~5e-7 of the output's largest magnitude).
     """
 
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool = True) -> None:
+        if kernel_size % 2 == 0 or padding != kernel_size // 2:
+            raise ValueError(f"UpsampledConcatConv needs an odd kernel with padding kernel // 2, got {kernel_size}, "
+                             f"{padding}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+
     def forward(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """coarse (B,C,h,w), fine (B,F,H,W) with C + F input channels → (B,out,H,W)."""
         b, c, h, w = coarse.shape

@@ -44,3 +44,10 @@ def test_float32_rounding_and_gradients():
     got = torch.autograd.grad(result, (coarse, fine, conv.weight), upstream)
     for g, w in zip(got, want):
         assert (g - w).abs().max() <= 1e-5 * w.abs().max()
+
+
+def test_refuses_a_kernel_it_does_not_compute():
+    with pytest.raises(ValueError, match="padding"):
+        UpsampledConcatConv(8, 4, 3, padding=0)
+    with pytest.raises(ValueError, match="odd kernel"):
+        UpsampledConcatConv(8, 4, 2, padding=1)
