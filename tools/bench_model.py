@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -52,15 +53,26 @@ from networks.lsta import LSTA
 from utils.timing import now, peak_memory_mb
 
 
+def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
+    """Median seconds of each of `fns` (name → callable) after one warm-up call each, CUDA-synchronised.
+
+    The functions run in turn within each repeat, so that a shared machine's drifting load weighs on
+    all of them alike: compared figures come from interleaved runs, not from one run after another.
+    """
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = now(device)
+            fn()
+            times[name].append(now(device) - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def timed(fn, device: str, repeats: int) -> float:
     """Median seconds of `fn()` after one warm-up call, CUDA-synchronised."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = now(device)
-        fn()
-        times.append(now(device) - start)
-    return sorted(times)[len(times) // 2]
+    return timed_in_turn({"fn": fn}, device, repeats)["fn"]
 
 
 def model_for(backbone: str, device: str) -> LSTA:
@@ -112,13 +124,13 @@ def sta_costs(height: int, width: int, device: str, repeats: int) -> dict:
     def train_step(fn):
         fn(query, key).sum().backward()
 
-    out = {}
-    for name, fn in (("ours", sta), ("authors", authors_sta)):
-        with torch.no_grad():
-            forward = timed(lambda: fn(query, key), device, max(repeats, 5))
-        train = timed(lambda: train_step(fn), device, max(repeats, 5))
-        out[name] = {"forward_ms": 1000 * forward, "train_ms": 1000 * train}
-    return out
+    ways = {"ours": sta, "authors": authors_sta}
+    with torch.no_grad():
+        forward = timed_in_turn({name: functools.partial(fn, query, key) for name, fn in ways.items()}, device,
+                                max(repeats, 5))
+    train = timed_in_turn({name: functools.partial(train_step, fn) for name, fn in ways.items()}, device,
+                          max(repeats, 5))
+    return {name: {"forward_ms": 1000 * forward[name], "train_ms": 1000 * train[name]} for name in ways}
 
 
 def print_sta(args: argparse.Namespace) -> None:
@@ -153,9 +165,9 @@ def head_costs(model: LSTA, height: int, width: int, windows: list[int], device:
                 query = model.cache_frames(features)  # the new frame is projected once
                 return model.segment_cached(query, caches[:-1], caches[-1])
 
-            cached = timed(cached_step, device, repeats)
-            authors = timed(lambda: authors_segment(model, features, memory[:-1], memory[-1]), device, repeats)
-            out[size] = {"cached_ms": 1000 * cached, "authors_ms": 1000 * authors}
+            seconds = timed_in_turn({"cached": cached_step, "authors": lambda: authors_segment(
+                model, features, memory[:-1], memory[-1])}, device, repeats)
+            out[size] = {"cached_ms": 1000 * seconds["cached"], "authors_ms": 1000 * seconds["authors"]}
     return out
 
 
@@ -201,9 +213,9 @@ def stream_cost(args: argparse.Namespace, way: str) -> dict:
     with torch.inference_mode():
         memory = [model.encode(images) for _ in range(args.windows[0] - 1)]
         query, caches = encode(), [encode() for _ in memory]
-        encoder_s, head_s = timed(encode, "cpu", args.repeats), timed(head, "cpu", args.repeats)
-        authors = timed(lambda: authors_segment(model, authors_encode(model, images), memory[:-1], memory[-1]), "cpu",
-                        args.repeats)
+        seconds = timed_in_turn({"encoder": encode, "head": head, "authors": lambda: authors_segment(
+            model, authors_encode(model, images), memory[:-1], memory[-1])}, "cpu", args.repeats)
+        encoder_s, head_s, authors = seconds["encoder"], seconds["head"], seconds["authors"]
         encoder_flops = flops_of(lambda: model.encode(images))
         head_flops = flops_of(lambda: model.segment_cached(query, caches[:-1], caches[-1]))
     return {"way": way, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder_s,
