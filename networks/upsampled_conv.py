@@ -10,8 +10,8 @@ class UpsampledConcatConv(nn.Conv2d):
     """`conv(cat[upsample(coarse), fine])`: bilinear upsampling (align_corners=True) to the fine map's size,
     then this k×k convolution (stride 1, padding k // 2, no groups or dilation).
 
-    Why: DeepLabv3+'s decoder runs its first 3×3 convolution on the ASPP map upsampled ×4, and 85 %
-    of that convolution's work (10 % of the encoder's) is on those 256 upsampled channels. Mixing
+    Why: DeepLabv3+'s decoder runs its first 3×3 convolution on the ASPP map upsampled ×4, and 84 %
+    of that convolution's work (11 % of the encoder's) is on those 256 upsampled channels. Mixing
     channels commutes with upsampling, so each kernel tap mixes the coarse map at 1/16 of the
     pixels; the upsampling, with each tap's shift and zero padding folded into it, is then two
     matrix products (columns, then rows) with the interpolation matrices. The same state_dict as
