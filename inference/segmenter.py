@@ -92,7 +92,7 @@ class InferenceOptions:
 def resolve_backend(backend: str, device: torch.device, precision: str, torch_only: Sequence[str] = ()) -> str:
     """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
 
-    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: 0.59x-0.65x PyTorch's time for the
+    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: 0.6x-0.8x PyTorch's time for the
     encoder there) when the package is installed and no PyTorch-only option (`torch_only`: the
     keys set, TEST_COMPILE, TEST_CHANNELS_LAST) is on, and torch everywhere else.
     """
