@@ -48,6 +48,7 @@ class SegmentedFrame:
     mask: np.ndarray          # (h, w) uint8: 1 = object
     probability: np.ndarray   # (h, w) float32: the object's probability
     image: np.ndarray         # (h, w, 3) uint8 BGR: the frame as read
+    finite: bool = True       # False: the model's logits held NaN or inf, so the mask means nothing
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,6 @@ class VideoSegmenter:
         dtype = self.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
-    @torch.inference_mode()
     def segment(self, frames: str | Iterable[np.ndarray | str], max_side: int | None = None,
                 accept_partial: bool = False, name: str | None = None) -> Iterator[SegmentedFrame]:
         """Results for every frame, in order, as soon as the schedule allows (frames 0..M-1 together).
@@ -212,13 +212,32 @@ class VideoSegmenter:
 
         Reader threads decode and preprocess frames ahead of the model. On a GPU the results of
         one encoder batch are copied back while the next batch runs, so they come one batch later.
+
+        A frame whose logits are not finite (fp16 arithmetic overflowing, weights holding NaN) comes
+        with `finite` False, and the log says so once per video.
         """
+        name = name or (frames if isinstance(frames, str) else "the video")
+        warned = False
+        with contextlib.closing(self._stream(frames, max_side, accept_partial, name)) as results:
+            for frame in results:
+                if not frame.finite and not warned:
+                    cause = ("TEST_PRECISION fp16 overflows beyond ±65504 (bf16 keeps float32's range)"
+                             if self.autocast_dtype == torch.float16 else "the weights give non-finite outputs")
+                    log.warning(f"{name}: frame {frame.index}'s logits are not finite (NaN or inf), so its mask means "
+                                f"nothing: {cause}; later such frames of this video are marked (finite False) "
+                                f"but not logged")
+                    warned = True
+                yield frame
+
+    @torch.inference_mode()
+    def _stream(self, frames: str | Iterable[np.ndarray | str], max_side: int | None, accept_partial: bool,
+                name: str) -> Iterator[SegmentedFrame]:
+        """`segment`'s work: every frame's result, in order."""
         if isinstance(frames, np.ndarray):
             raise DataError(f"segment() takes a list of frames (or a video path), not one array of shape "
                             f"{frames.shape}: wrap a single frame as [frame]")
         if isinstance(frames, (bytes, bytearray)) or not isinstance(frames, (str, Iterable)):
             raise DataError(f"segment() takes a video path or a list of frames, not {type(frames).__name__}")
-        name = name or (frames if isinstance(frames, str) else "the video")
         from_path = isinstance(frames, str)
         source = video_frame_sources(frames, accept_partial) if from_path else frames
         prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
@@ -306,10 +325,13 @@ class VideoSegmenter:
             index = per_view[0][0]
             image = images.pop(index)
             with self.measure("post"):
-                mask, probability = self._combine([logits for _, logits in per_view], image.shape[:2])
+                logits = [view_logits for _, view_logits in per_view]
+                mask, probability = self._combine(logits, image.shape[:2])
+                # Checked at the logits' size, on the device: read with the mask, no extra wait.
+                finite = torch.stack([torch.isfinite(view_logits).all() for view_logits in logits]).all()
                 # non_blocking: into page-locked memory, read only once `ready` has passed
                 results.append((index, mask.to("cpu", non_blocking=True), probability.to("cpu", non_blocking=True),
-                                image))
+                                finite.to("cpu", non_blocking=True), image))
         ready = None
         if self.device.type == "cuda" and results:
             ready = torch.cuda.Event()
@@ -340,15 +362,15 @@ class PreparedFrame:
 @dataclass
 class _LaunchedResults:
     """Results whose copies back from the device may still be running; `collect()` waits for them."""
-    results: list[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]]
+    results: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]
     ready: "torch.cuda.Event | None"
 
     def collect(self) -> Iterator[SegmentedFrame]:
         """The results, once their copies have arrived."""
         if self.ready is not None:
             self.ready.synchronize()
-        for index, mask, probability, image in self.results:
-            yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image)
+        for index, mask, probability, finite, image in self.results:
+            yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image, bool(finite))
 
 
 def _channels_last(part: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
