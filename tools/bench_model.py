@@ -53,8 +53,8 @@ from networks.lsta import LSTA
 from utils.timing import now, peak_memory_mb
 
 
-def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
-    """Median seconds of each of `fns` (name → callable) after one warm-up call each, CUDA-synchronised.
+def samples_in_turn(fns: dict, device: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of `fns` (name → callable) in each repeat, after one warm-up call each, CUDA-synchronised.
 
     The functions run in turn within each repeat, so that a shared machine's drifting load weighs on
     all of them alike: compared figures come from interleaved runs, not from one run after another.
@@ -67,7 +67,17 @@ def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
             start = now(device)
             fn()
             times[name].append(now(device) - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    return times
+
+
+def median(values: list[float]) -> float:
+    """The middle value (the upper one of an even count)."""
+    return sorted(values)[len(values) // 2]
+
+
+def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
+    """Median seconds of each of `fns`, run in turn (samples_in_turn)."""
+    return {name: median(t) for name, t in samples_in_turn(fns, device, repeats).items()}
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -213,14 +223,17 @@ def stream_cost(args: argparse.Namespace, way: str) -> dict:
     with torch.inference_mode():
         memory = [model.encode(images) for _ in range(args.windows[0] - 1)]
         query, caches = encode(), [encode() for _ in memory]
-        seconds = timed_in_turn({"encoder": encode, "head": head, "authors": lambda: authors_segment(
+        samples = samples_in_turn({"encoder": encode, "head": head, "authors": lambda: authors_segment(
             model, authors_encode(model, images), memory[:-1], memory[-1])}, "cpu", args.repeats)
-        encoder_s, head_s, authors = seconds["encoder"], seconds["head"], seconds["authors"]
+        encoder_s, head_s, authors = (median(samples[name]) for name in ("encoder", "head", "authors"))
+        # Ours over the authors' within each repeat: how far one run's ratio can stray on this machine.
+        ratios = [(e + h) / a for e, h, a in zip(samples["encoder"], samples["head"], samples["authors"])]
         encoder_flops = flops_of(lambda: model.encode(images))
         head_flops = flops_of(lambda: model.segment_cached(query, caches[:-1], caches[-1]))
     return {"way": way, "threads": torch.get_num_threads(), "encoder_ms": 1000 * encoder_s,
             "head_ms": 1000 * head_s, "authors_ms": 1000 * authors, "encoder_gflop": encoder_flops / 1e9,
-            "head_gflop": head_flops / 1e9, "matmul_gflops": matmul_gflops(args.repeats)}
+            "head_gflop": head_flops / 1e9, "matmul_gflops": matmul_gflops(args.repeats),
+            "ratio_range": [min(ratios), max(ratios)]}
 
 
 def backend_table(args: argparse.Namespace) -> None:
@@ -228,7 +241,7 @@ def backend_table(args: argparse.Namespace) -> None:
     from inference.onnx_backend import OnnxModel
     model = model_for(args.backbone, "cpu")
     OnnxModel.for_model(model, args.onnx_cache)  # exported once, outside the timings
-    print("| load | threads | way | encoder ms | head ms | frame ms | authors' frame ms | ours/authors | "
+    print("| load | threads | way | encoder ms | head ms | frame ms | authors' frame ms | ours/authors (per repeat) | "
           "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for load in ("quiet", "busy"):
@@ -242,7 +255,8 @@ def backend_table(args: argparse.Namespace) -> None:
                     r = in_subprocess("--stream_run", way, args, threads)
                     frame = r["encoder_ms"] + r["head_ms"]
                     print(f"| {load} | {threads} | {way} | {r['encoder_ms']:.0f} | {r['head_ms']:.0f} | "
-                          f"{frame:.0f} | {r['authors_ms']:.0f} | {frame / r['authors_ms']:.2f} | "
+                          f"{frame:.0f} | {r['authors_ms']:.0f} | {frame / r['authors_ms']:.2f} "
+                          f"({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}) | "
                           f"{r['encoder_gflop'] / r['encoder_ms'] * 1000:.0f} | "
                           f"{r['head_gflop'] / r['head_ms'] * 1000:.0f} | {r['matmul_gflops']:.0f} |", flush=True)
             finally:
