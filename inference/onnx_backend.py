@@ -1,8 +1,9 @@
 """The encoder and the refine head run by ONNX Runtime on the CPU (TEST_BACKEND onnxruntime).
 
 On a CPU the convolutions are nearly all of a frame's cost: ResNet DeepLabv3+ (~260 GFLOP at
-481x849) and the refine head (~44 GFLOP). ONNX Runtime runs the encoder in 0.6x-0.8x PyTorch eager's
-time there, the head in the same time (tools/bench_model.py --only backends). Everything between
+481x849) and the refine head (~44 GFLOP). ONNX Runtime runs the encoder in 0.6x-1.0x PyTorch eager's
+time there (a third of it beside a busy process), the head in about the same time
+(tools/bench_model.py --only backends). Everything between
 them (FrameCache, LTM, STA, the window) stays in PyTorch. Both graphs are exported once per set
 of weights, cached under a digest of the weights, the architecture and the network code; `python -m
 tools.export_onnx` does it ahead of time.

@@ -93,8 +93,8 @@ class InferenceOptions:
 def resolve_backend(backend: str, device: torch.device, precision: str, torch_only: Sequence[str] = ()) -> str:
     """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
 
-    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: 0.6x-0.8x PyTorch's time for the
-    encoder there) when the package is installed and no PyTorch-only option (`torch_only`: the
+    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: a frame in 0.64x-0.73x the authors'
+    time there, PyTorch's 0.74x-0.94x) when the package is installed and no PyTorch-only option (`torch_only`: the
     keys set, TEST_COMPILE, TEST_CHANNELS_LAST) is on, and torch everywhere else.
     """
     if backend == "auto":
@@ -275,7 +275,7 @@ class VideoSegmenter:
 
     def _prepare(self, numbered: tuple[int, np.ndarray | str], name: str,
                  max_side: int | None = None) -> "PreparedFrame":
-        """Frame `numbered` = (index, array or image path) decoded, checked and preprocessed for every scale (a reader thread)."""
+        """Frame `numbered` = (index, array or image path) read, checked and preprocessed per scale (a reader thread)."""
         index, item = numbered
         image = shrink_frame(read_image(item) if isinstance(item, str) else as_bgr_frame(item, index), max_side)
         try:
