@@ -40,6 +40,7 @@ import contextlib
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -70,14 +71,9 @@ def samples_in_turn(fns: dict, device: str, repeats: int) -> dict[str, list[floa
     return times
 
 
-def median(values: list[float]) -> float:
-    """The middle value (the upper one of an even count)."""
-    return sorted(values)[len(values) // 2]
-
-
 def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
     """Median seconds of each of `fns`, run in turn (samples_in_turn)."""
-    return {name: median(t) for name, t in samples_in_turn(fns, device, repeats).items()}
+    return {name: statistics.median(t) for name, t in samples_in_turn(fns, device, repeats).items()}
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -225,7 +221,7 @@ def stream_cost(args: argparse.Namespace, way: str) -> dict:
         query, caches = encode(), [encode() for _ in memory]
         samples = samples_in_turn({"encoder": encode, "head": head, "authors": lambda: authors_segment(
             model, authors_encode(model, images), memory[:-1], memory[-1])}, "cpu", args.repeats)
-        encoder_s, head_s, authors = (median(samples[name]) for name in ("encoder", "head", "authors"))
+        encoder_s, head_s, authors = (statistics.median(samples[name]) for name in ("encoder", "head", "authors"))
         # Ours over the authors' within each repeat: how far one run's ratio can stray on this machine.
         ratios = [(e + h) / a for e, h, a in zip(samples["encoder"], samples["head"], samples["authors"])]
         encoder_flops = flops_of(lambda: model.encode(images))
