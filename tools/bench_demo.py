@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,10 +66,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     print(f"page status: {status}")
-    print(f"press Segment -> first overlay: median {median(firsts):.2f} s ({', '.join(f'{t:.2f}' for t in firsts)})")
-    print(f"press Segment -> whole clip done: median {median(totals):.2f} s ({', '.join(f'{t:.2f}' for t in totals)})")
+    for what, seconds in (("first overlay", firsts), ("whole clip done", totals)):
+        print(f"press Segment -> {what}: median {statistics.median(seconds):.2f} s "
+              f"({', '.join(f'{t:.2f}' for t in seconds)})")
 
 
 if __name__ == "__main__":
