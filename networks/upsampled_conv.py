@@ -44,11 +44,10 @@ class UpsampledConcatConv(nn.Conv2d):
 def shifted_interpolation(size_in: int, size_out: int, k: int, like: torch.Tensor) -> torch.Tensor:
     """(k, size_out, size_in): row t is 1-D bilinear upsampling (align_corners=True) read at offset t - k // 2,
     zero where that offset falls outside (a convolution's zero padding); in `like`'s dtype and device."""
-    position = torch.arange(size_out, device=like.device) + torch.arange(k, device=like.device)[:, None] - k // 2
+    pixels_in, pixels_out = torch.arange(size_in, device=like.device), torch.arange(size_out, device=like.device)
+    position = pixels_out + torch.arange(k, device=like.device)[:, None] - k // 2
     inside = (position >= 0) & (position < size_out)
     # (size_in - 1) / (size_out - 1), as tensors so that an export keeps the sizes symbolic; 0 for one pixel.
-    last_in = torch.arange(size_in, device=like.device)[-1].float()
-    last_out = torch.arange(size_out, device=like.device)[-1].clamp(min=1).float()
-    source = position.float() * (last_in / last_out)
-    weights = (1 - (source[..., None] - torch.arange(size_in, device=like.device).float()).abs()).clamp(min=0)
+    source = position.float() * (pixels_in[-1].float() / pixels_out[-1].clamp(min=1).float())
+    weights = (1 - (source[..., None] - pixels_in.float()).abs()).clamp(min=0)
     return (weights * inside[..., None]).to(like.dtype)
