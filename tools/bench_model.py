@@ -45,6 +45,7 @@ import subprocess
 import sys
 
 import torch
+import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +91,6 @@ def model_for(backbone: str, device: str) -> LSTA:
 
 def authors_sta(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     """STA as the authors' code computes it (as we read it): unfold, bmm, softmax, bmm, fold."""
-    import torch.nn.functional as F
     b, d, h, w = query.shape
     q = F.unfold(query, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)  # (B,P,64,d)
     k = F.unfold(key, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)
@@ -100,7 +100,6 @@ def authors_sta(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 
 def authors_encode(model: LSTA, images: torch.Tensor) -> torch.Tensor:
     """The encoder as the authors' code computes it: the decoder upsamples the ASPP map, concatenates, convolves."""
-    import torch.nn.functional as F
     deeplab, decoder = model.feature_extractor, model.feature_extractor.decoder
     x, low_level = deeplab.backbone(images)
     low_level = decoder.relu(decoder.bn1(decoder.conv1(low_level)))
