@@ -146,6 +146,24 @@ def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
 
 
+class _Registered:
+    """The names a registry holds, read when a value is checked (the registries import config themselves)."""
+
+    def __init__(self, names: Callable[[], tuple[str, ...]]) -> None:
+        self.names = names
+
+    def rule(self) -> tuple[Callable[[Any], bool], "_Registered"]:
+        return (lambda v: v in self.names()), self
+
+    def __format__(self, spec: str) -> str:
+        return "one of " + ", ".join(map(repr, self.names()))
+
+
+def _backend_names() -> tuple[str, ...]:
+    from inference.backends import backend_names  # the registry of inference backends
+    return backend_names()
+
+
 def _crop(v: Any) -> bool:
     return (isinstance(v, (list, tuple)) and len(v) == 2
             and all(isinstance(x, int) and not isinstance(x, bool) and x >= MIN_FRAME_SIDE for x in v))
@@ -226,7 +244,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TEST_ENCODE_BATCH": _int_at_least(0),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
-    "TEST_BACKEND": _one_of("auto", "torch", "onnxruntime"),
+    "TEST_BACKEND": _Registered(_backend_names).rule(),
     "TEST_COMPILE": _one_of(False, True, "cudagraphs"),
     "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
     **{key: _flag() for key in (

@@ -268,9 +268,9 @@ def evaluate(cfg: Config, args: argparse.Namespace, world: DistInfo) -> list[Ben
     main_built: list[VideoSegmenter] = []
     on_main_then_share(world, lambda: main_built.append(build()))
     segmenter = main_built[0] if main_built else build()
-    precision = f"{precision}, {segmenter.backend} backend"
+    precision = f"{precision}, {segmenter.backend.name} backend"
     record = {"checkpoint": ckpt_path, "checkpoint_sha256": file_digest(ckpt_path), "settings": cfg.to_dict(),
-              "model": model.args.to_record(), "backend": segmenter.backend}
+              "model": model.args.to_record(), "backend": segmenter.backend.name}
     if args.video:
         folder = folders[0]
         folder.open(mode if mode != "resume" else "overwrite", {**record, "benchmark": "video", "video": args.video})

@@ -14,11 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Generator, Iterable, Iterator, Sequence
+from typing import Callable, ContextManager, Generator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -26,13 +25,12 @@ import torch.nn.functional as F
 
 from config import Config
 from dataloaders.transforms import eval_preprocess
-from inference.onnx_backend import OnnxModel
+from inference.backends import build_backend
+from inference.options import InferenceOptions
 from inference.window import Step, WindowSchedule
 from networks.lsta import LSTA, FrameCache
 from networks.weights import load_lsta
-from utils.compiled import CompiledOrEager
-from utils.errors import DataError, SettingError
-from utils.fold_batchnorm import fold_batchnorm
+from utils.errors import DataError
 from utils.image_io import DamagedVideoError, read_image, shrink_frame, video_frame_sources
 from utils.ordered_map import ordered_map
 
@@ -63,55 +61,6 @@ def default_encode_batch(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How a video is segmented: the window, the size cap, frames per encoder call, test-time views."""
-    window: int = 11                       # MODEL_MAX_MEM
-    max_size: int = 1040                   # TEST_MAX_SIZE
-    encode_batch: int = 0                  # TEST_ENCODE_BATCH (0: 4 on GPU, 1 on CPU)
-    flip: bool = False                     # TEST_FLIP
-    scales: Sequence[float] = (1.0,)       # TEST_MULTISCALE
-    precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
-    backend: str = "torch"                 # TEST_BACKEND: torch | onnxruntime | auto (resolve_backend)
-    onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's encoder exports are kept
-    compile: bool | str = False            # TEST_COMPILE: torch.compile encoder and step (torch); "cudagraphs" too
-    channels_last: bool = False            # TEST_CHANNELS_LAST: encoder and head in channels-last layout (torch)
-
-    def torch_only(self) -> tuple[str, ...]:
-        """The keys of the options set here that only the torch backend has."""
-        return tuple(key for key, on in (("TEST_COMPILE", self.compile), ("TEST_CHANNELS_LAST", self.channels_last))
-                     if on)
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> "InferenceOptions":
-        """The options a Config describes."""
-        return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
-                   tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE,
-                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST)
-
-
-def resolve_backend(backend: str, device: torch.device, precision: str, torch_only: Sequence[str] = ()) -> str:
-    """torch or onnxruntime for TEST_BACKEND on `device` at `precision`; an error for a combination that cannot run.
-
-    `auto` is onnxruntime on a CPU in float32 (tools/bench_model.py: a frame in 0.64x-0.73x the authors'
-    time there, PyTorch's 0.74x-0.94x) when the package is installed and no PyTorch-only option (`torch_only`: the
-    keys set, TEST_COMPILE, TEST_CHANNELS_LAST) is on, and torch everywhere else.
-    """
-    if backend == "auto":
-        usable = (device.type == "cpu" and precision in ("float32", "tf32") and not torch_only
-                  and bool(importlib.util.find_spec("onnxruntime")))
-        return "onnxruntime" if usable else "torch"
-    if backend == "onnxruntime" and torch_only:
-        raise SettingError(f"{torch_only[0]} is a PyTorch option: use TEST_BACKEND torch (or auto) with it")
-    if backend == "onnxruntime" and device.type != "cpu":
-        raise SettingError(f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there")
-    if backend == "onnxruntime" and precision in AUTOCAST_DTYPES:
-        raise SettingError(f"TEST_BACKEND onnxruntime runs in float32: TEST_PRECISION {precision} needs torch")
-    if backend not in ("torch", "onnxruntime"):
-        raise SettingError(f"TEST_BACKEND {backend!r}: choose auto, torch or onnxruntime")
-    return backend
-
-
 class VideoSegmenter:
     """An LSTA model with the authors' inference schedule; `segment()` streams a video's results."""
 
@@ -127,42 +76,10 @@ class VideoSegmenter:
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
         self.autocast_dtype = AUTOCAST_DTYPES.get(options.precision)  # None: float32 (tf32 is a CUDA matmul setting)
         self.measure = measure or (lambda _: contextlib.nullcontext())
-        self.backend = resolve_backend(options.backend, self.device, options.precision, options.torch_only())
-        if options.channels_last:  # the convolutions follow their input's layout
-            # Weights too: a convolution given them in the other layout reorders them at every call.
-            self.model.to(memory_format=torch.channels_last)
-        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.model.encode
-        self.step: Step = self.model.segment_cached  # one query frame's logits from cached frames
-        if self.backend == "torch":
-            # The encoder's BatchNorms folded into its convolutions (ONNX Runtime does the same to
-            # its graph): a snapshot of the weights, like the onnxruntime export.
-            self.encode = fold_batchnorm(self.model.feature_extractor)
-        if options.channels_last:
-            self.step = functools.partial(self.model.segment_cached, head=_channels_last(self.model.head))
         self.compiled = bool(options.compile)
-        if options.compile:
-            # The whole step, not only its refine head: on a GPU a frame's ~130 small LTM and STA
-            # operations cost more in launches than in arithmetic, and Inductor fuses them.
-            graphs = options.compile == "cudagraphs"
-            if graphs and self.device.type != "cuda":
-                raise SettingError(f"TEST_COMPILE cudagraphs replays CUDA graphs: it needs a GPU, not {self.device}; "
-                                   f"use TEST_COMPILE True")
-            self.encode = CompiledOrEager(self.encode, "encoder", graphs)
-            self.step = CompiledOrEager(self.step, "inference step (LTM, STA, refine head)", graphs)
-        if options.channels_last:
-            self.encode = _channels_last(self.encode)
-        if self.backend == "onnxruntime":
-            try:
-                onnx = OnnxModel.for_model(self.model, options.onnx_cache)
-                self.encode = onnx.encode
-                self.step = functools.partial(self.model.segment_cached, head=onnx.head)
-            except (OSError, RuntimeError) as err:
-                if options.backend != "auto":
-                    raise
-                # `auto` only ever speeds things up: whatever stops the export (a read-only cache
-                # folder, an exporter failure) leaves PyTorch doing the work, as it can.
-                log.warning(f"TEST_BACKEND auto: onnxruntime unavailable ({str(err).splitlines()[0]}); using torch")
-                self.backend = "torch"
+        self.backend = build_backend(self.model, options, self.device)  # who computes the encoder and the head
+        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.backend.encode
+        self.step: Step = self.backend.step  # one query frame's logits from cached frames
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
@@ -371,13 +288,6 @@ class _LaunchedResults:
             self.ready.synchronize()
         for index, mask, probability, finite, image in self.results:
             yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image, bool(finite))
-
-
-def _channels_last(part: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """`part` (the encoder or the head) on channels-last inputs; its output in the usual layout."""
-    def run(*tensors: torch.Tensor) -> torch.Tensor:
-        return part(*(t.contiguous(memory_format=torch.channels_last) for t in tensors)).contiguous()
-    return run
 
 
 def as_bgr_frame(frame: object, index: int) -> np.ndarray:

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from config import Config
-from inference.segmenter import _channels_last
+from inference.backends.torch_backend import _channels_last
 from networks.lsta import LSTA
 from networks.sta import STA
 from tests.conftest import fixture

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from config import Config
-from inference.onnx_backend import HEAD_FILE, OnnxGraph, OnnxModel, export_model, network_code_digest, weights_digest
-from inference.segmenter import InferenceOptions, VideoSegmenter, resolve_backend
+from inference.backends import resolve_backend
+from inference.backends.onnx_export import HEAD_FILE, export_model, network_code_digest, weights_digest
+from inference.backends.onnxruntime_backend import OnnxGraph, OnnxRuntimeBackend
+from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from networks.weights import load_lsta
 from tests.conftest import fixture
@@ -45,7 +47,7 @@ def test_onnxruntime_masks_equal_torch(toy_root, toy_weights, onnx_cache):
     exports = os.listdir(onnx_cache)
     torch_run, reference = _segment(toy_root, toy_weights, "torch", onnx_cache)
     onnx_run, results = _segment(toy_root, toy_weights, "onnxruntime", onnx_cache)
-    assert (torch_run.backend, onnx_run.backend) == ("torch", "onnxruntime")
+    assert (torch_run.backend.name, onnx_run.backend.name) == ("torch", "onnxruntime")
     assert os.listdir(onnx_cache) == exports  # the tool's export was found, not made again
     assert len(results) == len(reference) > 5
     # Same graph, another kernel library: float32 rounding only (measured: max 3e-7 here).
@@ -59,7 +61,8 @@ def test_export_is_keyed_by_weights_and_accepts_any_frame_size(toy_weights, onnx
     model, _ = load_lsta(toy_weights, cfg)
     model.eval()
     digest = weights_digest(model)
-    onnx = OnnxModel(os.path.join(onnx_cache, digest))
+    onnx = OnnxRuntimeBackend(model, InferenceOptions(onnx_cache=onnx_cache), torch.device("cpu"))
+    assert onnx.folder == os.path.join(onnx_cache, digest[:24])  # the tool's export, found by its key
     for batch, height, width in ((1, 33, 33), (2, 113, 209)):  # sizes the export never saw
         images = torch.randn(batch, 3, height, width)
         with torch.inference_mode():
@@ -91,6 +94,7 @@ def test_onnxruntime_head_reproduces_the_authors_logits(tmp_path):
     golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
     model = LSTA.from_config(small_cfg()).eval()
     model.load_state_dict(golden["head_state_dict"], strict=False)
+    os.makedirs(tmp_path / "export")
     export_model(model, str(tmp_path / "export"), parts=(HEAD_FILE,))
     head = OnnxGraph(str(tmp_path / "export" / HEAD_FILE))
     feats = golden["feats"]
@@ -124,6 +128,6 @@ def test_auto_falls_back_to_torch_where_the_export_cannot_be_written(toy_weights
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("a file where the cache folder would go")
     segmenter = VideoSegmenter(model, InferenceOptions(window=5, backend="auto", onnx_cache=str(blocked / "onnx")))
-    assert segmenter.backend == "torch"
+    assert segmenter.backend.name == "torch"
     with pytest.raises(OSError):
         VideoSegmenter(model, InferenceOptions(window=5, backend="onnxruntime", onnx_cache=str(blocked / "onnx")))

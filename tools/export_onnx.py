@@ -16,7 +16,8 @@ import time
 import torch
 
 from config import add_config_args, load_config
-from inference.onnx_backend import OnnxModel
+from inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from inference.options import InferenceOptions
 from networks.weights import load_lsta
 from utils.errors import UserError, user_message
 
@@ -32,7 +33,7 @@ def main() -> None:
     model, _ = load_lsta(args.ckpt_path, cfg)
     model.eval()
     start = time.perf_counter()
-    onnx = OnnxModel.for_model(model, cfg.DIR_ONNX_CACHE)
+    onnx = OnnxRuntimeBackend(model, InferenceOptions(onnx_cache=cfg.DIR_ONNX_CACHE), torch.device("cpu"))
     print(f"{args.ckpt_path}: encoder and head in {onnx.folder} (ready in {time.perf_counter() - start:.1f} s)")
     torch.manual_seed(0)
     images = torch.randn(1, 3, *args.size)
