@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import difflib
 import json
 import math
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from utils.errors import SettingError
+from utils.names import control_characters
 
 # Keys whose default is computed from other keys; an explicit value (edit or --opts) wins.
 _DERIVED: dict[str, Callable[["Config"], Any]] = {
@@ -83,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "TRAIN_LOSS_LAST_FRAME_ONLY": False,
         "TRAIN_AUTHORS_ENCODER_GRAD": False,
     },
-    # A few CPU minutes on the toy data (tools/make_toy_data.py): small backbone, trained whole.
+    # A few CPU minutes on the toy data (dataloaders/toy_data.py): small backbone, trained whole.
     "toy": {
         "EXP_NAME": "toy",
         "DIR_DATA": "./data/toy",
@@ -126,6 +128,10 @@ FINGERPRINT_KEYS = (
 # The smallest frame side the network accepts: STA's 8×8 patches need stride-4 features of at
 # least 8 pixels, i.e. 4·7 + 1 input pixels.
 MIN_FRAME_SIDE = 29
+# Bounds that keep a typo from starting work no machine can finish: sizes the exported graphs
+# accept (8192 sides, 64 frames a call), a window of 1000 frames, a few thousand samples a step.
+MAX_SIDE, MAX_BATCH, MAX_WINDOW = 8192, 64, 1000
+CACHE_CHANNELS = 48   # a frame's FrameCache: 16 + 16 + 16 channels at stride 4 (networks/lsta.py)
 BACKBONES = ("resnet101", "resnet", "resnet50", "resnet34", "resnet18")
 TRAIN_SETS = ("davis2017", "youtubevos")
 TEST_SETS = ("davis2016", "davis2017", "fbms", "yto", "longvideos", "segtrackv2", "visal", "davsod", "youtubevos")
@@ -133,6 +139,11 @@ TEST_SETS = ("davis2016", "davis2017", "fbms", "yto", "longvideos", "segtrackv2"
 
 def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an integer ≥ {low}"
+
+
+def _int_in(low: int, high: int) -> tuple[Callable[[Any], bool], str]:
+    return ((lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high),
+            f"an integer in [{low}, {high}]")
 
 
 def _number_in(low: float, high: float, low_open: bool = False) -> tuple[Callable[[Any], bool], str]:
@@ -166,7 +177,7 @@ def _backend_names() -> tuple[str, ...]:
 
 def _crop(v: Any) -> bool:
     return (isinstance(v, (list, tuple)) and len(v) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= MIN_FRAME_SIDE for x in v))
+            and all(isinstance(x, int) and not isinstance(x, bool) and MIN_FRAME_SIDE <= x <= MAX_SIDE for x in v))
 
 
 def _finite_in(low: float, high: float, low_open: bool = False) -> tuple[Callable[[Any], bool], str]:
@@ -183,9 +194,9 @@ def _text(empty_ok: bool = False) -> tuple[Callable[[Any], bool], str]:
 
 
 def _plain_name(v: Any) -> bool:
-    """A folder name, not a path: no separators, not '.' or '..'."""
+    """A folder name, not a path: no separators, not '.' or '..', no control characters (newline, tab, NUL...)."""
     return (isinstance(v, str) and bool(v) and v not in (".", "..") and "/" not in v and "\\" not in v
-            and "\0" not in v)
+            and not control_characters(v))
 
 
 INF = float("inf")
@@ -193,7 +204,7 @@ INF = float("inf")
 # as strictly as one given with --opts. Relations between keys follow in _relations();
 # Config.validate() applies both.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "EXP_NAME": (_plain_name, "a plain folder name (no slashes, not . or ..)"),
+    "EXP_NAME": (_plain_name, "a plain folder name (no slashes or control characters, not . or ..)"),
     "DEVICE": (lambda v: isinstance(v, str) and (v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())),
                "cpu, cuda or cuda:N"),
     "DEVICE_ID": _int_at_least(0),
@@ -203,19 +214,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MODEL_SHORTCUT_DIM": _int_at_least(1),
     "MODEL_SEMANTIC_EMBEDDING_DIM": _int_at_least(1),
     # The query, the STA frame and at least one long-memory frame.
-    "MODEL_MAX_MEM": _int_at_least(3),
+    "MODEL_MAX_MEM": _int_in(3, MAX_WINDOW),
     "TRAIN_DISTILLATION_LOSS_WEIGHT": _number_in(0, 1),
     "DATASETS": (lambda v: bool(v) and len(set(v)) == len(v) and all(d in TRAIN_SETS for d in v),
                  "a non-empty list of distinct names from " + ", ".join(TRAIN_SETS)),
-    "DATA_WORKERS": _int_at_least(0),
-    "DATA_RANDOMCROP": (_crop, f"(height, width), integers ≥ {MIN_FRAME_SIDE} (the smallest the network accepts)"),
+    "DATA_WORKERS": _int_in(0, 256),
+    "DATA_RANDOMCROP": (_crop, f"(height, width), integers in [{MIN_FRAME_SIDE}, {MAX_SIDE}] ({MIN_FRAME_SIDE}: the "
+                               f"smallest the network accepts)"),
     "DATA_RANDOMFLIP": _number_in(0, 1),
     "DATA_MAX_CROP_STEPS": _int_at_least(1),
     "DATA_MIN_SCALE_FACTOR": _finite_in(0, INF, low_open=True),
     "DATA_MAX_SCALE_FACTOR": _finite_in(0, INF, low_open=True),
-    "DATA_SHORT_EDGE_LEN": _int_at_least(1),
+    "DATA_SHORT_EDGE_LEN": _int_in(1, MAX_SIDE),
     "DATA_DAVIS_REPEAT": _int_at_least(1),
-    "DATA_CURR_SEQ_LEN": _int_at_least(1),
+    "DATA_CURR_SEQ_LEN": _int_in(1, 100),
     "DATA_RANDOM_GAP_DAVIS": _int_at_least(1),
     "DATA_RANDOM_GAP_YTB": _int_at_least(1),
     "TRAIN_TOTAL_STEPS": _int_at_least(1),
@@ -227,8 +239,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRAIN_POWER": _finite_in(0, INF, low_open=True),
     "TRAIN_MIN_LR": _finite_in(0, INF),
     "TRAIN_GPUS": _int_at_least(0),
-    "TRAIN_BATCH_SIZE": _int_at_least(1),
-    "TRAIN_MAX_BATCH_PER_PASS": _int_at_least(0),
+    "TRAIN_BATCH_SIZE": _int_in(1, 4096),
+    "TRAIN_MAX_BATCH_PER_PASS": _int_in(0, 4096),
     "TRAIN_CLIP_GRAD_NORM": _finite_in(0, INF, low_open=True),
     "TRAIN_AMP": _one_of("off", "bf16", "fp16"),
     "TRAIN_SEED": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
@@ -238,10 +250,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRAIN_SAVE_STEP": _int_at_least(1),
     "TRAIN_MAX_KEEP_CKPT": _int_at_least(1),
     "TEST_DATASET": _one_of(*TEST_SETS),
-    "TEST_MAX_SIZE": _int_at_least(MIN_FRAME_SIDE),
-    "TEST_MULTISCALE": (lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                  and 0.25 <= x <= 4 for x in v), "a non-empty list of scales in [0.25, 4]"),
-    "TEST_ENCODE_BATCH": _int_at_least(0),
+    "TEST_MAX_SIZE": _int_in(MIN_FRAME_SIDE, MAX_SIDE),
+    "TEST_MULTISCALE": (lambda v: 0 < len(v) <= 8 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                         and 0.25 <= x <= 4 for x in v),
+                        "a list of 1 to 8 scales in [0.25, 4]"),
+    "TEST_ENCODE_BATCH": _int_in(0, MAX_BATCH),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
     "TEST_BACKEND": _Registered(_backend_names).rule(),
@@ -278,10 +291,32 @@ def _relations(cfg: "Config") -> list[tuple[str, str]]:
     if cfg.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         problems.append(("DEVICE", "needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False); "
                                    "use cpu"))
+    need, have = inference_memory_estimate(cfg), physical_memory()
+    if have and need > have:
+        problems.append(("MODEL_MAX_MEM", f"with TEST_MAX_SIZE {cfg.TEST_MAX_SIZE}, TEST_MULTISCALE "
+                                          f"{list(cfg.TEST_MULTISCALE)} and TEST_FLIP {cfg.TEST_FLIP} the window alone "
+                                          f"needs ~{need / 2 ** 30:.0f} GiB, more than this machine's "
+                                          f"{have / 2 ** 30:.0f} GiB: lower MODEL_MAX_MEM or TEST_MAX_SIZE"))
     if cfg.TEST_COMPILE == "cudagraphs" and not cfg.DEVICE.startswith("cuda"):
         problems.append(("TEST_COMPILE", f"cudagraphs replays CUDA graphs: it needs DEVICE cuda, not {cfg.DEVICE}; "
                                          f"use True"))
     return problems
+
+
+def inference_memory_estimate(cfg: "Config") -> int:
+    """Bytes a full inference window holds at worst: MODEL_MAX_MEM frame caches per view, frames TEST_MAX_SIZE square."""
+    views = 2 if cfg.TEST_FLIP else 1
+    per_frame = sum(CACHE_CHANNELS * 4 * (math.ceil(cfg.TEST_MAX_SIZE * scale / 4) + 1) ** 2
+                    for scale in cfg.TEST_MULTISCALE)
+    return int(cfg.MODEL_MAX_MEM * views * per_frame)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, where the system says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 class ConfigError(SettingError):
@@ -292,7 +327,8 @@ class Config:
     """Every setting of the project; `Config()` gives the authors' defaults (released weights)."""
 
     def __init__(self) -> None:
-        self._given: set[str] = set()         # keys set by a preset or --opts (see given())
+        self._given: set[str] = set()         # keys set after construction: presets, --opts, code (see given())
+        self._frozen = False                  # True once an entry point has validated them (see freeze())
         # ---- experiment and folders ----
         self.EXP_NAME = "lsta_r101"           # run name: results under log/EXP_NAME
         self.DIR_ROOT = "./"                  # project root; derived paths hang below it
@@ -388,6 +424,16 @@ class Config:
         # saves the launch of each of a frame's ~400 small GPU operations.
         self.TEST_COMPILE = False
         self.TEST_CHANNELS_LAST = False       # True: encoder and head in channels-last layout (torch backend)
+        self._ready = True                    # from here on, an assigned key counts as given
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every key assigned after __init__ counts as given, also `cfg.MODEL_MAX_MEM = 7` in a user's code.
+        if name.isupper() and "_ready" in vars(self):
+            if self._frozen:
+                raise SettingError(f"{name}: these settings were validated and are read-only now; copy() them "
+                                   f"to change a key")
+            self._given.add(name)
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Called only when `name` is not set on the instance: derived keys are computed here.
@@ -409,11 +455,36 @@ class Config:
             raise KeyError(f"unknown config key {key!r}{_suggest(key, self.keys())}")
         current = getattr(self, key)
         setattr(self, key, _convert(key, value, current))
-        self._given.add(key)
 
     def given(self, key: str) -> bool:
-        """Whether `key` was set by a preset, --opts or set() rather than left at this file's value."""
+        """Whether `key` was set by a preset, --opts or code rather than left at this file's value."""
         return key in self._given
+
+    def adopt(self, recorded: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        """Take each of `keys` from `recorded` (a checkpoint's settings) unless it was given; returns what changed.
+
+        Call it before validate(): the record's values are checked like any other.
+        """
+        adopted = {}
+        for key in keys:
+            if key in recorded and not self.given(key) and recorded[key] != getattr(self, key):
+                self.set(key, recorded[key])
+                self._given.discard(key)  # still not the user's choice: a later record may supply it too
+                adopted[key] = getattr(self, key)
+        return adopted
+
+    def copy(self) -> "Config":
+        """An unfrozen copy that remembers which keys were given."""
+        other = Config()
+        for key in (k for k in vars(self) if k.isupper()):
+            object.__setattr__(other, key, copy.deepcopy(getattr(self, key)))
+        other._given = set(self._given)
+        return other
+
+    def freeze(self) -> "Config":
+        """Make the settings read-only: what was validated is what runs."""
+        self._frozen = True
+        return self
 
     def apply_preset(self, name: str) -> None:
         """Apply a named group of settings from PRESETS."""
@@ -511,8 +582,11 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print_config", action="store_true", help="print the resolved config as JSON and exit")
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """The validated Config for parsed arguments; ConfigError (one line per violation) when broken."""
+def load_config(args: argparse.Namespace, validate: bool = True) -> Config:
+    """The validated, read-only Config for parsed arguments; ConfigError (one line per violation) when broken.
+
+    `validate` False leaves it unvalidated and writable, for a checkpoint's record to be adopted first.
+    """
     cfg = Config()
     try:
         if args.preset:
@@ -522,7 +596,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.apply_opts(args.opts)
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(str(err.args[0] if err.args else err)) from None
-    return cfg.validate()
+    return cfg.validate().freeze() if validate else cfg
 
 
 def config_error_lines(err: ConfigError) -> str:

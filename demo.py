@@ -15,11 +15,17 @@ import logging
 import os
 import sys
 
-from config import ConfigError, add_config_args, config_error_lines, load_config
+from config import (
+    MIN_FRAME_SIDE,
+    ConfigError,
+    add_config_args,
+    config_error_lines,
+    load_config,
+)
+from dataloaders.toy_data import ensure_toy_data
 from inference.segmenter import VideoSegmenter
 from inference.web_demo import DemoSettings, build_demo
-from tools.make_toy_data import ensure_toy_data
-from utils.errors import UserError, user_message
+from utils.errors import SettingError, UserError, user_message
 from utils.logger import setup_logger
 
 
@@ -34,20 +40,35 @@ def main() -> None:
     args = parser.parse_args()
     try:
         cfg = load_config(args)
+        check_arguments(args)
     except ConfigError as err:
         sys.exit(config_error_lines(err))
+    except SettingError as err:
+        sys.exit(f"error: {err}")
     setup_logger("demo", None, True)
     try:
+        # The checkpoint's recorded settings (its window) apply as in eval.py (inference/checkpoint_settings.py).
         segmenter = VideoSegmenter.from_checkpoint(args.ckpt_path or cfg.TEST_CKPT_PATH or "best_LSTA.pth", cfg)
         clip = os.path.join(ensure_toy_data(os.path.join(cfg.DIR_ROOT, "data", "toy")), "videos", "clip.avi")
-    except (UserError, OSError) as err:
+        settings = DemoSettings(args.max_side, args.max_upload_mb, os.path.join(cfg.DIR_ROOT, "log", "demo"), (clip,))
+        os.makedirs(settings.jobs_dir, exist_ok=True)
+        page = build_demo(segmenter, settings)
+        page.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
+                    allowed_paths=[os.path.abspath(settings.jobs_dir), os.path.abspath(os.path.dirname(clip))],
+                    footer_links=[], quiet=False)
+    except (UserError, OSError) as err:  # a missing checkpoint, a port in use, an unwritable folder: one line
         sys.exit(f"error: {user_message(err)}")
-    settings = DemoSettings(args.max_side, args.max_upload_mb, os.path.join(cfg.DIR_ROOT, "log", "demo"), (clip,))
-    os.makedirs(settings.jobs_dir, exist_ok=True)
-    page = build_demo(segmenter, settings)
-    page.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-                allowed_paths=[os.path.abspath(settings.jobs_dir), os.path.abspath(os.path.dirname(clip))],
-                footer_links=[], quiet=False)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """One error for a command-line value the page cannot work with."""
+    if args.max_upload_mb < 1:
+        raise SettingError(f"--max_upload_mb {args.max_upload_mb}: must be at least 1")
+    if args.max_side < MIN_FRAME_SIDE:
+        raise SettingError(f"--max_side {args.max_side}: must be at least {MIN_FRAME_SIDE}, the smallest frame side "
+                           f"the network accepts")
+    if not 1 <= args.port <= 65535:
+        raise SettingError(f"--port {args.port}: must be a TCP port, 1 to 65535")
 
 
 if __name__ == "__main__":

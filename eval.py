@@ -7,8 +7,9 @@
     python eval.py --score_only RESULTS_DIR [--dataset NAME]
     python eval.py ... --resume | --overwrite    # finish an interrupted evaluation | redo a finished one
 
-Weights: --ckpt_path, else TEST_CKPT_PATH, else the newest checkpoint of EXP_NAME; the model is
-built as the checkpoint records it (no --preset needed). Every frame is
+Weights: --ckpt_path (a file, or a run's ckpt/ folder: its newest), else TEST_CKPT_PATH, else the
+newest checkpoint of EXP_NAME; the model is built as the checkpoint records it (no --preset
+needed), and the settings it records (its window) apply unless given. Every frame is
 predicted, frame 0 included (unsupervised: no ground truth is read while predicting), with the
 authors' preprocessing and window schedule (inference/). The protocols are in docs/evaluation.md.
 Speed is the model alone: after warm-up, synchronised, disk I/O and scoring excluded.
@@ -22,8 +23,11 @@ import sys
 import torch
 
 from config import ConfigError, add_config_args, config_error_lines, load_config
+from evaluation.benchmark_run import evaluate_benchmarks, score_only
 from evaluation.benchmarks import format_summary
-from evaluation.evaluate import evaluate
+from evaluation.options import FLAGS, ScoreOnlyRun, VideoRun, run_from_flags
+from evaluation.video_run import evaluate_video
+from inference.checkpoint_settings import adopt_checkpoint_settings
 from utils.distributed import cleanup, init_distributed
 from utils.errors import UserError, out_of_memory_message, user_message
 from utils.logger import setup_logger
@@ -32,7 +36,7 @@ OUT_OF_MEMORY_ADVICE = "lower TEST_ENCODE_BATCH or TEST_MAX_SIZE, or pass --max_
 EXIT_INTERRUPTED = 130
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--dataset", default=None, help="benchmark name, all, or folder (default: TEST_DATASET)")
@@ -54,18 +58,38 @@ def main() -> None:
     parser.add_argument("--max_side", type=int, default=None, help="--video: shrink frames to this longer side")
     parser.add_argument("--accept_partial_video", action="store_true",
                         help="--video: keep the frames a damaged video file decodes instead of stopping")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    checkpoint = None
     try:
-        cfg = load_config(args)
+        cfg = load_config(args, validate=False)
+        run = run_from_flags({name: getattr(args, name) for name in FLAGS}, cfg.TEST_DATASET)
+        cfg.validate()  # the user's own settings first, then what the checkpoint records
+        if not isinstance(run, ScoreOnlyRun) and not (args.print_config and not args.ckpt_path):
+            checkpoint = adopt_checkpoint_settings(cfg, args.ckpt_path)
+        cfg.validate().freeze()
     except ConfigError as err:
         sys.exit(config_error_lines(err))
-    if args.print_config:
+    except UserError as err:
+        sys.exit(f"error: {user_message(err)}")
+    if args.print_config:  # with --ckpt_path, as that checkpoint's record completes them
         print(cfg)
         return
     world = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
-    setup_logger("eval", None, world.is_main)
+    log = setup_logger("eval", None, world.is_main)
+    for line in checkpoint.describe_adopted() if checkpoint else []:
+        log.info(line)
+    results = []
     try:
-        results = evaluate(cfg, args, world)
+        if isinstance(run, ScoreOnlyRun):
+            results = score_only(cfg, run)
+        elif isinstance(run, VideoRun):
+            evaluate_video(cfg, run, checkpoint, world)
+        else:
+            results = evaluate_benchmarks(cfg, run, checkpoint, world)
     except (UserError, OSError) as err:  # what the user can fix: one line; anything else keeps its traceback
         sys.exit(f"error: {user_message(err)}")
     except torch.OutOfMemoryError as err:

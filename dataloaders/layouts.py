@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 from utils.errors import DataError, MissingFileError
+from utils.files import read_text_lines
+from utils.names import control_characters, natural_key
 
 
 def require_dir(path: str, what: str, hint: str) -> None:
@@ -18,8 +20,7 @@ def require_dir(path: str, what: str, hint: str) -> None:
 
 def read_split_names(path: str, nested: bool = False) -> list[str]:
     """Sequence names listed in a split file, each checked to be a name (see check_sequence_name)."""
-    with open(path) as f:
-        names = [line.split()[0] for line in f if line.strip()]
+    names = [line.split()[0] for line in read_text_lines(path, "split file") if line.strip()]
     if not names:
         raise DataError(f"split file {path} lists no sequences")
     for name in names:
@@ -31,8 +32,13 @@ def check_sequence_name(name: str, source: str, nested: bool = False) -> None:
     """A sequence name is a folder name, never a path: results are written to `<results>/<name>/`.
 
     `nested` allows `class/video` (YouTube-Objects). An absolute name, `..`, `.`, a backslash or
-    an empty part would let results land outside the results folder, even over the ground truth.
+    an empty part would let results land outside the results folder, even over the ground truth;
+    a control character (a newline, a tab, NUL) would break the lines of records that list it.
     """
+    controls = control_characters(name)
+    if controls:
+        raise DataError(f"{source}: sequence name {name!r} holds control characters ({', '.join(controls)}): "
+                        f"refusing to evaluate it; rename it")
     parts = name.split("/")
     if (os.path.isabs(name) or "\\" in name or "\0" in name or len(parts) > (2 if nested else 1)
             or any(p in ("", ".", "..") for p in parts)):
@@ -51,8 +57,8 @@ def davis_split_names(root: str, year: str, split: str) -> list[str]:
         return read_split_names(names_file)
     if year == "2016" and os.path.isfile(pairs_file):
         # Lines "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png".
-        with open(pairs_file) as f:
-            paths = [line.split()[0].strip("/").split("/") for line in f if line.strip()]
+        paths = [line.split()[0].strip("/").split("/") for line in read_text_lines(pairs_file, "split file")
+                 if line.strip()]
         if not paths or any(len(p) != 4 for p in paths):
             raise DataError(f"split file {pairs_file} is not DAVIS-2016's list of "
                             f"/JPEGImages/480p/<sequence>/<frame>.jpg /Annotations/... pairs")
@@ -65,8 +71,8 @@ def davis_split_names(root: str, year: str, split: str) -> list[str]:
 
 
 def davis_frames(root: str, resolution: str, sequence: str) -> list[str]:
-    """The `.jpg` frames of a DAVIS sequence, sorted; empty when its folder is missing."""
+    """The `.jpg` frames of a DAVIS sequence in natural order; empty when its folder is missing."""
     folder = os.path.join(root, "JPEGImages", resolution, sequence)
     if not os.path.isdir(folder):
         return []
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(".jpg"))
+    return [os.path.join(folder, n) for n in sorted(os.listdir(folder), key=natural_key) if n.lower().endswith(".jpg")]

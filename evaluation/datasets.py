@@ -15,13 +15,15 @@ import re
 from dataclasses import dataclass, field
 
 from dataloaders.layouts import (
+    check_sequence_name,
     davis_frames,
     davis_split_names,
     read_split_names,
     require_dir,
 )
-from utils.errors import MissingFileError
+from utils.errors import DataError, MissingFileError
 from utils.image_io import IMAGE_EXTENSIONS, check_same_size
+from utils.names import control_characters, natural_key
 
 
 @dataclass
@@ -45,7 +47,13 @@ class EvalSequence:
 
 
 def _frames(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    """A folder's image files in natural order (frame_2 before frame_10); a name with control characters is refused."""
+    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)), key=natural_key)
+    for name in names:
+        if control_characters(name):
+            raise DataError(f"frame {name!r} in {folder} holds control characters "
+                            f"({', '.join(control_characters(name))}): rename it")
+    return [os.path.join(folder, n) for n in names]
 
 
 def _annotations(folder: str) -> dict[str, str]:
@@ -118,8 +126,11 @@ def _sequence_folders(images_root: str, nested: bool) -> list[str]:
         path = os.path.join(images_root, name)
         if not os.path.isdir(path):
             continue
+        check_sequence_name(name, images_root)
         inner = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
         if nested or (inner and not _frames(path)):
+            for video in inner:
+                check_sequence_name(f"{name}/{video}", images_root, nested=True)
             names += [f"{name}/{d}" for d in inner]
         else:
             names.append(name)
@@ -139,8 +150,10 @@ def video_folder_sequences(root: str) -> list[EvalSequence]:
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name)
         if os.path.isdir(path) and _frames(path):
+            check_sequence_name(name, root)
             sequences.append(EvalSequence(name, _frames(path)))
         elif os.path.isfile(path) and name.lower().endswith(VIDEO_EXTENSIONS):
+            check_sequence_name(os.path.splitext(name)[0], root)
             sequences.append(EvalSequence(os.path.splitext(name)[0], [], video=path))
     if not sequences:
         raise MissingFileError(f"no videos in {root}: expected subfolders of frames or video files "

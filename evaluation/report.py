@@ -158,7 +158,7 @@ def _chosen_frames(frames: dict[str, list]) -> list[tuple[str, str]]:
 
 
 def write_report(bench: Benchmark, sequences: Sequence[EvalSequence], result: BenchmarkResult,
-                 results_dir: str) -> list[str]:
+                 results_dir: str, precision: str | None = None) -> list[str]:
     """Write `<results_dir>/report/` for one scored benchmark; returns every file written."""
     folder = os.path.join(results_dir, REPORT)
     os.makedirs(folder, exist_ok=True)
@@ -168,7 +168,8 @@ def write_report(bench: Benchmark, sequences: Sequence[EvalSequence], result: Be
     if key:
         rows.sort(key=lambda r: float(r[key]))
     parts = [f"<h1>{html.escape(bench.name)}</h1><p class=muted>{html.escape(result.label)}; "
-             f"{len(sequences)} sequences; results in {html.escape(os.path.abspath(results_dir))}</p>",
+             f"{len(sequences)} sequences; {html.escape(precision or 'scored from existing results')}; "
+             f"results in {html.escape(os.path.abspath(results_dir))}</p>",
              "<h2>Headline</h2>",
              _table(list(result.headline), [{k: repr(v) for k, v in result.headline.items()}], "headline")]
     if rows:

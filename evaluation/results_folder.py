@@ -4,8 +4,9 @@
   into the folder is refused, naming the holder (a lock left by a killed process is taken over).
 - `eval.json`: written before any result (checkpoint, its SHA-256, benchmark, settings, status
   `running`) and marked `complete` at the end.
-- `written.txt`: one line per file the evaluation wrote (`file <path>`), and `done <sequence>`
-  once a sequence's files are all on disk.
+- `written.txt`: one JSON object per line: `{"file": <path>}` for each file the evaluation wrote,
+  and `{"done": <sequence>}` once a sequence's files are all on disk. JSON escapes every character
+  a name may hold, so no name can add a line (folders written before read as `file <path>` lines).
 
 `--overwrite` deletes exactly the files `written.txt` lists (never a training run's folder, never
 a file the project did not write), and only once the weights have loaded; `--resume` keeps the
@@ -28,6 +29,30 @@ RECORD, MANIFEST, LOCK = "eval.json", "written.txt", "eval.lock"
 TRAINING_FILES = ("run.json", "run.lock", "ckpt", "train.log")
 
 
+def refuse_run_folder(path: str) -> None:
+    """Refuse `path` as a place to write results when it is a training run's folder."""
+    for name in TRAINING_FILES:
+        if os.path.exists(os.path.join(path, name)):
+            raise FolderInUseError(f"{path} is a training run's folder (it holds {name}); evaluation never writes "
+                                   f"there: choose another --out")
+
+
+def _manifest_entry(line: str) -> tuple[str | None, str | None]:
+    """(kind, value) of one written.txt line: a JSON object, or the `kind value` lines of earlier versions."""
+    line = line.rstrip("\n")
+    if line.startswith("{"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return None, None  # a line cut short by a crash
+        if isinstance(entry, dict) and len(entry) == 1:
+            kind, value = next(iter(entry.items()))
+            return kind, value if isinstance(value, str) else None
+        return None, None
+    kind, _, value = line.partition(" ")
+    return kind, value
+
+
 def inside(path: str, folder: str) -> bool:
     """Whether `path` is `folder` or lies below it (symbolic links resolved)."""
     path, folder = os.path.realpath(path), os.path.realpath(folder)
@@ -45,10 +70,7 @@ class ResultsFolder:
 
     def check_place(self) -> None:
         """Refuse a folder that is a training run's, or that overlaps what the evaluation reads."""
-        for name in TRAINING_FILES:
-            if os.path.exists(os.path.join(self.path, name)):
-                raise FolderInUseError(f"{self.path} is a training run's folder (it holds {name}); evaluation never "
-                                       f"writes there: choose another --out")
+        refuse_run_folder(self.path)
         for source in self.sources:
             if inside(self.path, source) or inside(source, self.path):
                 raise FolderInUseError(f"results folder {self.path} overlaps {source}, which this evaluation reads "
@@ -63,13 +85,8 @@ class ResultsFolder:
         self.check_place()
         self.lock.acquire("wait for it to end, or choose another --out")
         try:
-            earlier = self._read_record()
+            earlier = self.check_mode(mode)
             present = [n for n in os.listdir(self.path) if n != LOCK]
-            if present and mode == "new":
-                raise FolderInUseError(self._refusal(earlier))
-            if present and earlier is None:
-                raise FolderInUseError(f"results folder {self.path} holds files that no evaluation of this project "
-                                       f"recorded ({RECORD} is missing): nothing is deleted; choose another --out")
             if mode == "overwrite" and present:
                 self._delete_written()
             elif mode == "resume" and earlier is not None:
@@ -85,6 +102,22 @@ class ResultsFolder:
             self.lock.release(remove=True)
             raise
 
+    def check_mode(self, mode: str) -> dict[str, Any] | None:
+        """Refuse what `open(mode)` would refuse, before any model work; the earlier evaluation's record, if any.
+
+        `new` refuses a folder holding anything; every mode refuses files no evaluation recorded.
+        """
+        present = [n for n in os.listdir(self.path) if n != LOCK] if os.path.isdir(self.path) else []
+        if not present:
+            return None
+        earlier = self._read_record()
+        if mode == "new":
+            raise FolderInUseError(self._refusal(earlier))
+        if earlier is None:
+            raise FolderInUseError(f"results folder {self.path} holds files that no evaluation of this project "
+                                   f"recorded ({RECORD} is missing): nothing is deleted; choose another --out")
+        return earlier
+
     def join(self, done: set[str]) -> None:
         """For the other ranks of a sharded evaluation: write into the folder rank 0 has taken."""
         self.done = set(done)
@@ -95,9 +128,9 @@ class ResultsFolder:
         for path in paths:
             if not inside(path, self.path):
                 raise UserError(f"refusing to record {path}: it lies outside the results folder {self.path}")
-            lines.append(f"file {os.path.relpath(path, self.path)}\n")
+            lines.append(json.dumps({"file": os.path.relpath(path, self.path)}) + "\n")
         if done is not None:
-            lines.append(f"done {done}\n")
+            lines.append(json.dumps({"done": done}) + "\n")
             self.done.add(done)
         path = os.path.join(self.path, MANIFEST)
         try:  # one write per call: lines of several ranks appending at once do not interleave
@@ -150,9 +183,9 @@ class ResultsFolder:
         path = os.path.join(self.path, MANIFEST)
         files, done = [], set()
         if os.path.isfile(path):
-            with open(path) as f:
+            with open(path, encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    kind, _, value = line.rstrip("\n").partition(" ")
+                    kind, value = _manifest_entry(line)
                     if kind == "file" and value:
                         files.append(value)
                     elif kind == "done" and value:

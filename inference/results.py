@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from inference.segmenter import SegmentedFrame
+from inference.segmenter import SegmentedFrame, VideoSegmenter
 from utils.image_io import write_grey_png, write_image, write_palette_png
 from utils.overlay import overlay
 
@@ -71,3 +72,20 @@ class ResultWriter:
             self.video = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
                                          (shown.shape[1], shown.shape[0]))
         self.video.write(shown)
+
+
+def segment_and_write(segmenter: VideoSegmenter, frames: str | Iterable, writer: ResultWriter,
+                      replace_mask: Callable[[SegmentedFrame], np.ndarray | None] | None = None,
+                      **segment_options) -> Iterator[SegmentedFrame]:
+    """Every frame's result (VideoSegmenter.segment with `segment_options`) written by `writer` under the frame's
+    name as it comes, then yielded; `writer` is closed at the end, whatever ends the stream.
+
+    `replace_mask(frame)` may give a mask to write instead of the predicted one (the authors' copy of
+    frame 0's ground truth). The one segment-then-write loop of evaluations, the demo and the benchmarks.
+    """
+    try:
+        for frame in segmenter.segment(frames, **segment_options):
+            writer.write(frame.name, frame, replace_mask(frame) if replace_mask else None)
+            yield frame
+    finally:
+        writer.close()

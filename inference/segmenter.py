@@ -26,12 +26,18 @@ import torch.nn.functional as F
 from config import Config
 from dataloaders.transforms import eval_preprocess
 from inference.backends import build_backend
+from inference.checkpoint_settings import settings_for_checkpoint
 from inference.options import InferenceOptions
 from inference.window import Step, WindowSchedule
 from networks.lsta import LSTA, FrameCache
 from networks.weights import load_lsta
 from utils.errors import DataError
-from utils.image_io import DamagedVideoError, read_image, shrink_frame, video_frame_sources
+from utils.image_io import (
+    DamagedVideoError,
+    read_image,
+    shrink_frame,
+    video_frame_sources,
+)
 from utils.ordered_map import ordered_map
 
 log = logging.getLogger("lsta.inference")
@@ -47,6 +53,7 @@ class SegmentedFrame:
     probability: np.ndarray   # (h, w) float32: the object's probability
     image: np.ndarray         # (h, w, 3) uint8 BGR: the frame as read
     finite: bool = True       # False: the model's logits held NaN or inf, so the mask means nothing
+    name: str = ""            # what its results are named: an image file's name without extension, else 00000...
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,12 @@ class VideoSegmenter:
     @classmethod
     def from_checkpoint(cls, path: str, cfg: Config | None = None, device: torch.device | str | None = None,
                         measure: Callable[[str], ContextManager] | None = None) -> "VideoSegmenter":
-        """The model `path` records (every entry must load); inference settings from `cfg` (default: the authors')."""
-        cfg = cfg or Config()
+        """The model `path` records (every entry must load), segmenting as eval.py and demo.py do with it.
+
+        Settings: `cfg` (default: the authors'), with the keys the checkpoint records and `cfg` does
+        not give taken from its record (inference/checkpoint_settings.py), e.g. its window.
+        """
+        cfg, _ = settings_for_checkpoint(cfg, path)
         model, _ = load_lsta(path, cfg)
         device = device if device is not None else ("cuda" if str(cfg.DEVICE).startswith("cuda") else "cpu")
         return cls.from_config(model, cfg, device, measure)
@@ -160,7 +171,8 @@ class VideoSegmenter:
         prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
                                enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
         schedules = [WindowSchedule(self.model, self.window, self.step) for _ in self.views]
-        images: dict[int, np.ndarray] = {}  # frames waiting for their result: at most one window
+        images: dict[int, tuple[np.ndarray, str]] = {}  # frames waiting for their result: at most one window
+        names: set[str] = set()
         pending: list[PreparedFrame] = []
         in_flight: _LaunchedResults | None = None  # on a GPU: the batch being copied back
         shape, damage = None, None
@@ -173,7 +185,11 @@ class VideoSegmenter:
                                      f"one size")
                 if frame.error is not None:
                     raise frame.error
-                images[index] = frame.image
+                if frame.name in names:
+                    raise DataError(f"two frames of {name} are named {frame.name!r}: their results would "
+                                    f"overwrite each other; give every frame its own name")
+                names.add(frame.name)
+                images[index] = (frame.image, frame.name)
                 pending.append(frame)
                 if len(pending) == self.encode_batch:
                     in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
@@ -195,14 +211,15 @@ class VideoSegmenter:
         """Frame `numbered` = (index, array or image path) read, checked and preprocessed per scale (a reader thread)."""
         index, item = numbered
         image = shrink_frame(read_image(item) if isinstance(item, str) else as_bgr_frame(item, index), max_side)
+        label = os.path.splitext(os.path.basename(item))[0] if isinstance(item, str) else f"{index:05d}"
         try:
             tensors = {scale: eval_preprocess(image, self.max_size, f"frame {index} of {name}", scale)
                        for scale in dict.fromkeys(view.scale for view in self.views)}
         except DataError as err:  # raised in the frame's turn, after the size check
-            return PreparedFrame(image, {}, err)
+            return PreparedFrame(image, {}, err, label)
         if self.device.type == "cuda":  # page-locked, so that the copy to the GPU overlaps its work
             tensors = {scale: t.pin_memory() for scale, t in tensors.items()}
-        return PreparedFrame(image, tensors)
+        return PreparedFrame(image, tensors, name=label)
 
     def _to_device(self, frames: list["PreparedFrame"]) -> list[torch.Tensor]:
         """Each view's batch (B,3,H',W') of `frames` on the device."""
@@ -213,7 +230,7 @@ class VideoSegmenter:
         return batches
 
     def _advance(self, frames: list["PreparedFrame"], schedules: list[WindowSchedule],
-                 images: dict[int, np.ndarray]) -> "_LaunchedResults":
+                 images: dict[int, tuple[np.ndarray, str]]) -> "_LaunchedResults":
         inputs = self._to_device(frames)
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
@@ -235,12 +252,12 @@ class VideoSegmenter:
         return launched
 
     def _launch_results(self, done: list[list[tuple[int, torch.Tensor]]],
-                        images: dict[int, np.ndarray]) -> "_LaunchedResults":
+                        images: dict[int, tuple[np.ndarray, str]]) -> "_LaunchedResults":
         """Masks and probabilities of the frames in `done`, computed and copied back without waiting for them."""
         results = []
         for per_view in zip(*done):  # every view predicts the same frames at the same time
             index = per_view[0][0]
-            image = images.pop(index)
+            image, label = images.pop(index)
             with self.measure("post"):
                 logits = [view_logits for _, view_logits in per_view]
                 mask, probability = self._combine(logits, image.shape[:2])
@@ -248,7 +265,7 @@ class VideoSegmenter:
                 finite = torch.stack([torch.isfinite(view_logits).all() for view_logits in logits]).all()
                 # non_blocking: into page-locked memory, read only once `ready` has passed
                 results.append((index, mask.to("cpu", non_blocking=True), probability.to("cpu", non_blocking=True),
-                                finite.to("cpu", non_blocking=True), image))
+                                finite.to("cpu", non_blocking=True), image, label))
         ready = None
         if self.device.type == "cuda" and results:
             ready = torch.cuda.Event()
@@ -274,20 +291,21 @@ class PreparedFrame:
     image: np.ndarray
     views: dict[float, torch.Tensor]
     error: DataError | None = None
+    name: str = ""
 
 
 @dataclass
 class _LaunchedResults:
     """Results whose copies back from the device may still be running; `collect()` waits for them."""
-    results: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]
+    results: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, str]]
     ready: "torch.cuda.Event | None"
 
     def collect(self) -> Iterator[SegmentedFrame]:
         """The results, once their copies have arrived."""
         if self.ready is not None:
             self.ready.synchronize()
-        for index, mask, probability, finite, image in self.results:
-            yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image, bool(finite))
+        for index, mask, probability, finite, image, label in self.results:
+            yield SegmentedFrame(index, mask.numpy(), probability.numpy(), image, bool(finite), label)
 
 
 def as_bgr_frame(frame: object, index: int) -> np.ndarray:

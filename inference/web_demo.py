@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import time
 import zipfile
@@ -19,10 +18,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from inference.results import ResultWriter
+from inference.results import ResultWriter, segment_and_write
 from inference.segmenter import VideoSegmenter
 from utils.errors import DataError, UserError, user_message
-from utils.image_io import IMAGE_EXTENSIONS, DamagedVideoError, read_image, video_fps
+from utils.frame_archive import extract_frames
+from utils.image_io import DamagedVideoError, read_image, video_fps
+from utils.names import natural_key
 from utils.overlay import overlay
 
 STATUS_ID = "status"          # the page's one-line status (tests read it)
@@ -37,27 +38,8 @@ class DemoSettings:
     max_upload_mb: int = 200
     jobs_dir: str = "log/demo"
     examples: tuple[str, ...] = ()
-
-
-def frames_of_zip(path: str, folder: str) -> str:
-    """The image files of a zip, extracted flat into `folder` (names only: no path in the zip is trusted)."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise DataError(f"{os.path.basename(path)} is not a readable zip file ({err})") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(IMAGE_EXTENSIONS)
-                   and not os.path.basename(m.filename).startswith(".")]
-        if not members:
-            raise DataError(f"{os.path.basename(path)} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
-        if len(members) > MAX_ZIP_FRAMES:
-            raise DataError(f"{os.path.basename(path)} holds {len(members)} frames; the page takes {MAX_ZIP_FRAMES}")
-        os.makedirs(folder, exist_ok=True)
-        for member in members:
-            name = re.sub(r"[^\w.\-]", "_", os.path.basename(member.filename))
-            with archive.open(member) as src, open(os.path.join(folder, name), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    return folder
+    max_zip_frames: int = MAX_ZIP_FRAMES
+    max_zip_expanded_mb: int = 4096   # a zip's frames once extracted: a small upload must not fill the disk
 
 
 def _zip_folder(folder: str, path: str, inside: str) -> str:
@@ -85,26 +67,26 @@ def segment_upload(segmenter: VideoSegmenter, upload: str, settings: DemoSetting
     name = re.sub(r"[^\w.\-]", "_", os.path.splitext(os.path.basename(upload))[0]) or "video"
     os.makedirs(settings.jobs_dir, exist_ok=True)
     job = tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-", dir=settings.jobs_dir)  # never reused
-    source = frames_of_zip(upload, os.path.join(job, "frames")) if upload.lower().endswith(".zip") else upload
+    source = upload
+    if upload.lower().endswith(".zip"):
+        source = extract_frames(upload, os.path.join(job, "frames"), os.path.basename(upload),
+                                settings.max_zip_frames, settings.max_zip_expanded_mb * 2 ** 20)
     masks, overlays = os.path.join(job, "masks", name), os.path.join(job, "overlays")
     writer = ResultWriter(masks, os.path.join(job, "probabilities", name), overlays,
                           os.path.join(job, "overlay.mp4"), video_fps(source))
-    count, start, shown_at, damage = 0, time.perf_counter(), 0.0, None
+    count, start, shown_at, damage, last_name = 0, time.perf_counter(), 0.0, None, None
     try:
-        try:
-            for frame in segmenter.segment(source, settings.max_side, name=os.path.basename(upload)):
-                writer.write(f"{frame.index:05d}", frame)
-                count += 1
-                now = time.perf_counter()
-                if now - shown_at >= STREAM_EVERY_S:
-                    shown_at = now
-                    fps = count / max(now - start, 1e-9)
-                    yield Update(f"segmenting: {count} frames, {fps:.1f} frames/s",
-                                 _rgb(overlay(frame.image, frame.mask)), count)
-        except DamagedVideoError as err:
-            damage = err
-    finally:
-        writer.close()
+        for frame in segment_and_write(segmenter, source, writer, max_side=settings.max_side,
+                                       name=os.path.basename(upload)):
+            count, last_name = count + 1, frame.name
+            now = time.perf_counter()
+            if now - shown_at >= STREAM_EVERY_S:
+                shown_at = now
+                fps = count / max(now - start, 1e-9)
+                yield Update(f"segmenting: {count} frames, {fps:.1f} frames/s",
+                             _rgb(overlay(frame.image, frame.mask)), count)
+    except DamagedVideoError as err:
+        damage = err
     elapsed = time.perf_counter() - start
     if count == 0:
         raise DataError(f"no frame of {os.path.basename(upload)} could be decoded") from damage
@@ -112,13 +94,23 @@ def segment_upload(segmenter: VideoSegmenter, upload: str, settings: DemoSetting
                  _zip_folder(os.path.join(job, "probabilities", name), os.path.join(job, f"{name}_probabilities.zip"),
                              name),
                  os.path.join(job, "overlay.mp4")]
-    last = read_image(os.path.join(overlays, f"{count - 1:05d}.jpg"))
+    last = read_image(os.path.join(overlays, f"{last_name}.jpg"))
     if damage is not None:
         status = (f"damaged file: kept the {count} frames that decoded ({elapsed:.1f} s); the rest of "
                   f"{os.path.basename(upload)} could not be read")
     else:
         status = f"done: {count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} frames/s)"
     yield Update(status, _rgb(last), count, downloads)
+
+
+def page_message(err: BaseException, upload: str, jobs_dir: str) -> str:
+    """The one line a page shows for an error: the user's file by its name, never the server's paths."""
+    message = user_message(err)
+    for place in sorted({os.path.abspath(upload), upload}, key=len, reverse=True):
+        message = message.replace(place, os.path.basename(upload))
+    # A frame extracted from a zip: <jobs>/<job>/frames/<frame> → <frame>
+    return re.sub(re.escape(os.path.abspath(jobs_dir)) + r"/[^/\s]+/frames/", "",
+                  re.sub(re.escape(jobs_dir.rstrip("/")) + r"/[^/\s]+/frames/", "", message))
 
 
 def build_demo(segmenter: VideoSegmenter, settings: DemoSettings):
@@ -142,13 +134,13 @@ def build_demo(segmenter: VideoSegmenter, settings: DemoSettings):
                 job = os.path.dirname(update.downloads[0]) if update.downloads else None
                 yield update.status, update.overlay, slider, update.downloads, job
         except (UserError, OSError) as err:  # bad input, a full disk: one line on the page, never a traceback
-            yield f"error: {user_message(err)}", None, gr.update(), None, None
+            yield f"error: {page_message(err, path, settings.jobs_dir)}", None, gr.update(), None, None
 
     def scrub(index, job):
-        if not job:
+        if not job or not os.path.isdir(os.path.join(job, "overlays")):
             return None
-        path = os.path.join(job, "overlays", f"{int(index):05d}.jpg")
-        return _rgb(read_image(path)) if os.path.isfile(path) else None
+        names = sorted(os.listdir(os.path.join(job, "overlays")), key=natural_key)  # the frames' own order
+        return _rgb(read_image(os.path.join(job, "overlays", names[int(index)]))) if int(index) < len(names) else None
 
     with gr.Blocks(title="LSTA video object segmentation") as page:
         gr.Markdown("## LSTA: segment the main object of a video\nUpload a video file or a zip of frames, "

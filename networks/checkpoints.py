@@ -19,7 +19,12 @@ from typing import Any
 import torch
 
 from networks.lsta import LSTA, ModelArgs
-from utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, state_dict_of
+from utils.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
 
 WHAT = "LSTA weights"
 TRAINING_WHAT = "training checkpoint"

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from networks.checkpoints import WHAT, LstaCheckpoint, read_lsta
 from networks.lsta import LSTA, ModelArgs
 from utils.checkpoint import (
     CheckpointError,
@@ -21,20 +22,8 @@ from utils.checkpoint import (
     state_dict_of,
 )
 
-WHAT = "LSTA weights"
 # The DeepLab classifier of CFBI's file and BN counters have no counterpart in our encoder.
 _DEEPLAB_SKIP = ("decoder.last_conv.8.",)
-
-
-def recorded_args(ckpt: Any) -> ModelArgs | None:
-    """The architecture a checkpoint records, or None for a file without a record."""
-    if not isinstance(ckpt, dict):
-        return None
-    if isinstance(ckpt.get("model_args"), dict):
-        return ModelArgs.from_record(ckpt["model_args"])
-    if isinstance(ckpt.get("config"), dict):
-        return ModelArgs.from_config(ckpt["config"])
-    return None
 
 
 def model_args_for(recorded: ModelArgs | None, cfg: Any, path: str) -> ModelArgs:
@@ -53,16 +42,15 @@ def model_args_for(recorded: ModelArgs | None, cfg: Any, path: str) -> ModelArgs
 
 def load_lsta(path: str, cfg: Any) -> tuple[LSTA, LoadReport]:
     """The LSTA `path` records (see model_args_for), with every entry of the file loaded."""
-    ckpt = read_checkpoint(path, WHAT)
-    args = model_args_for(recorded_args(ckpt), cfg, path)
-    model = LSTA(args)
-    return model, load_into(model, ckpt, path)
+    ckpt = read_lsta(path)
+    model = LSTA(model_args_for(ckpt.model_args, cfg, path))
+    return model, load_into(model, ckpt)
 
 
-def load_into(model: LSTA, ckpt: Any, path: str) -> LoadReport:
+def load_into(model: LSTA, ckpt: LstaCheckpoint) -> LoadReport:
     """Load a read checkpoint into `model`: every model entry and no unknown one, or one error."""
-    state = state_dict_of(ckpt, path, WHAT)
-    recorded = recorded_args(ckpt)
+    path, state = ckpt.path, ckpt.state_dict()
+    recorded = ckpt.model_args
     if recorded is not None and recorded != model.args:
         raise CheckpointError(f"{path} is a {recorded.describe()} model; it cannot load into a "
                               f"{model.args.describe()} model")
@@ -74,7 +62,7 @@ def load_into(model: LSTA, ckpt: Any, path: str) -> LoadReport:
 
 def load_lsta_weights(model: LSTA, path: str) -> LoadReport:
     """The LSTA weights file `path` into an existing `model` (see load_into)."""
-    return load_into(model, read_checkpoint(path, WHAT), path)
+    return load_into(model, read_lsta(path))
 
 
 PRETRAINED_WHAT = "pretrained weights (PRETRAIN_MODEL)"
@@ -93,7 +81,7 @@ def load_pretrained(model: nn.Module, path: str, ckpt: Any = None) -> LoadReport
     state = state_dict_of(ckpt, path, what)
     names = list(state)
     if any(n.startswith("feature_extractor.") for n in names):
-        recorded = recorded_args(ckpt)
+        recorded = LstaCheckpoint(path, ckpt).model_args
         if recorded is not None and isinstance(model, LSTA) and recorded != model.args:
             raise CheckpointError(f"PRETRAIN_MODEL {path} is a {recorded.describe()} model; it cannot initialise a "
                                   f"{model.args.describe()} model")

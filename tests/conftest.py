@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.make_toy_data import make_toy_data
+from dataloaders.toy_data import make_toy_data
 from utils.browser import CHROMIUM, launch_chromium
 from utils.net import free_port  # noqa: F401  (the tests' import of it)
 
@@ -70,14 +70,14 @@ def toy_weights(tmp_path_factory) -> str:
     import torch
 
     from config import Config
+    from networks.checkpoints import save_lsta
     from networks.lsta import LSTA
-    from utils.checkpoint import save_checkpoint
     cfg = Config()
     cfg.apply_preset("toy")
     torch.manual_seed(0)
     path = str(tmp_path_factory.mktemp("weights") / "toy.pth")
     model = LSTA.from_config(cfg)
-    save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 7}, path)
+    save_lsta(path, model, step=7)
     return path
 
 

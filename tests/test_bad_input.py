@@ -16,10 +16,10 @@ import pytest
 from config import RULES, Config, ConfigError, config_error_lines, load_config
 from dataloaders.data_check import DataError, check_training_data
 from dataloaders.train_datasets import build_train_dataset
+from networks.checkpoints import checkpoints_newest_first
 from tests.conftest import ROOT
 from tests.test_train import CPU, summary, tiny_cfg
 from training.launch import train
-from utils.checkpoint import checkpoints_newest_first
 
 TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
 

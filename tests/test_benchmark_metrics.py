@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
+from evaluation.benchmarks import BENCHMARKS, score
 from evaluation.datasets import EvalSequence
+from evaluation.evaluators.saliency import PROBABILITIES
 from evaluation.saliency import dataset_saliency, sequence_saliency
 from utils.image_io import write_grey_png, write_palette_png
 
@@ -134,7 +135,7 @@ def test_saliency_drops_the_first_and_last_annotated_frames_of_a_sparse_video(tm
     annotated = (1, 4, 7, 10)
     gts = {t: _mask(slice(2 + t, 12 + t)) for t in annotated}
     seq = _sequence(tmp_path, "v", {t: (g * 255) for t, g in gts.items()}, {}, 12)
-    from evaluation.benchmarks import inner_annotated
+    from evaluation.evaluators.saliency import inner_annotated
     assert inner_annotated(seq) == ["00004", "00007"]
     for t in range(12):
         gt = gts.get(t, _mask(slice(0, 5)))

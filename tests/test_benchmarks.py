@@ -66,7 +66,7 @@ def _saliency_mae(results, root) -> float:
 
 def test_every_benchmark_runs_end_to_end(toy_root, all_results):
     out, stdout = all_results
-    summary = read_csv(out / "summary-step_7.csv")
+    summary = read_csv(out / "summary-step_7" / "summary.csv")
     assert {r["benchmark"] for r in summary} == {"davis2016", "davis2017", "fbms", "yto", "longvideos", "segtrackv2",
                                                  "visal", "davsod", "youtubevos"}
     figures = {(r["benchmark"], r["figure"]): float(r["value"]) for r in summary}
@@ -105,8 +105,9 @@ def test_fbms_skips_empty_ground_truth_and_reads_its_split(toy_root):
     assert [s.name for s in sequences] == ["toyfbms01", "toyfbms02"]
     assert sequences[0].frame_names == [f"{t:05d}" for t in range(16)]
     assert sorted(sequences[0].annotations) == [f"{t:05d}" for t in range(0, 16, 3)]
-    from evaluation.benchmarks import BENCHMARKS, _pairs
-    pairs = _pairs(BENCHMARKS["fbms"], sequences[0], "/results", drop_empty=True)
+    from evaluation.benchmarks import BENCHMARKS, scoring_context
+    from evaluation.evaluators.region import scored_pairs
+    pairs = scored_pairs(scoring_context(BENCHMARKS["fbms"], "/results", "val"), sequences[0])
     assert [os.path.basename(p[0]) for p in pairs] == ["00000.png", "00003.png", "00006.png", "00009.png"]
 
 
@@ -212,10 +213,10 @@ def test_every_report_page_shows_its_csvs_and_images(all_results, browser, tmp_p
                                                        ".map(c => c.textContent))")
         assert table[0] == list(rows[0])
         assert table[1:] == [[_shown(c, r[c]) for c in r] for r in rows], index
-    summary = out / "summary-step_7.html"
+    summary = out / "summary-step_7" / "index.html"
     page.goto(summary.as_uri())
     links = page.eval_on_selector_all("#summary a", "els => els.map(e => e.getAttribute('href'))")
-    assert len(links) == 9 and all((out / link).is_file() for link in links)
+    assert len(links) == 9 and all((summary.parent / link).is_file() for link in links)
     page.goto(pages[0].as_uri())
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert (tmp_path / "report.png").stat().st_size > 0

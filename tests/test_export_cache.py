@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from inference.backends.onnx_export import ENCODER_FILE, GRAPH_FILES, HEAD_FILE, weights_digest
+from inference.backends.onnx_export import (
+    ENCODER_FILE,
+    GRAPH_FILES,
+    HEAD_FILE,
+    weights_digest,
+)
 from inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from inference.options import InferenceOptions
 from inference.segmenter import VideoSegmenter
@@ -17,7 +22,13 @@ from tests.helpers.builders import preset_config
 from tests.helpers.runs import run_script
 from utils.errors import UserError
 from utils.files import file_digest, write_json
-from utils.verified_cache import MANIFEST, CacheEntry, CacheWriteError, VerifiedCache, problem_with
+from utils.verified_cache import (
+    MANIFEST,
+    CacheEntry,
+    CacheWriteError,
+    VerifiedCache,
+    problem_with,
+)
 
 FILES = ("graph.bin", "graph.bin.data")
 

@@ -7,6 +7,7 @@ from inference.backends.torch_backend import _channels_last
 from networks.lsta import LSTA
 from networks.sta import STA
 from tests.conftest import fixture
+from utils.checkpoint import read_checkpoint
 
 
 def small_cfg(**overrides) -> Config:
@@ -31,7 +32,7 @@ def test_state_dict_equals_the_authors_listing():
 
 
 def test_golden_head_logits():
-    golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
+    golden = read_checkpoint(fixture("lsta_head_golden.pt"), "golden head outputs")
     model = LSTA.from_config(small_cfg()).eval()
     result = model.load_state_dict(golden["head_state_dict"], strict=False)
     assert result.unexpected_keys == []

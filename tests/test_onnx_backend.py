@@ -11,13 +11,19 @@ import torch
 
 from config import Config
 from inference.backends import resolve_backend
-from inference.backends.onnx_export import HEAD_FILE, export_model, network_code_digest, weights_digest
+from inference.backends.onnx_export import (
+    HEAD_FILE,
+    export_model,
+    network_code_digest,
+    weights_digest,
+)
 from inference.backends.onnxruntime_backend import OnnxGraph, OnnxRuntimeBackend
 from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from networks.weights import load_lsta
 from tests.conftest import fixture
 from tests.test_lsta_model import small_cfg
+from utils.checkpoint import read_checkpoint
 from utils.errors import SettingError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +97,7 @@ def test_export_is_keyed_by_the_network_code(tmp_path):
 
 def test_onnxruntime_head_reproduces_the_authors_logits(tmp_path):
     # The golden window (the authors' head weights and six frames' features) with the head in ONNX Runtime.
-    golden = torch.load(fixture("lsta_head_golden.pt"), weights_only=True)
+    golden = read_checkpoint(fixture("lsta_head_golden.pt"), "golden head outputs")
     model = LSTA.from_config(small_cfg()).eval()
     model.load_state_dict(golden["head_state_dict"], strict=False)
     os.makedirs(tmp_path / "export")

@@ -19,10 +19,13 @@ from PIL import Image
 
 from config import Config, ConfigError, config_error_lines, load_config
 from dataloaders.train_datasets import youtubevos_videos
-from evaluation.benchmarks import BENCHMARKS, PROBABILITIES, score
-from evaluation.evaluate import score_only
+from evaluation.benchmark_run import score_only
+from evaluation.benchmarks import BENCHMARKS, DatasetOptions, score
+from evaluation.evaluators.saliency import PROBABILITIES
+from evaluation.options import ScoreOnlyRun
 from evaluation.results_folder import LOCK, RECORD
 from inference.segmenter import VideoSegmenter
+from networks.checkpoints import read_training, save_lsta
 from networks.lsta import LSTA
 from tests.conftest import ROOT
 from training.launch import train
@@ -77,7 +80,7 @@ def eval_davis(davis, weights, out, *extra, opts=()):
 def test_a_listed_sequence_name_must_be_a_name(davis_copy, name):
     (davis_copy / "ImageSets" / "2016" / "val.txt").write_text(f"toy-val-00\n{name}\n")
     with pytest.raises(DataError) as err:
-        BENCHMARKS["davis2016"].read(Config(), str(davis_copy))
+        BENCHMARKS["davis2016"].read(str(davis_copy), DatasetOptions())
     assert repr(name) in str(err.value) and "val.txt" in str(err.value)
 
 
@@ -97,7 +100,7 @@ def test_fbms_split_names_and_results_inside_the_data_are_refused(toy_root, toy_
     shutil.copytree(os.path.join(toy_root, "FBMS"), fbms)
     (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n../../../x\n")
     with pytest.raises(DataError, match="'../../../x'"):
-        BENCHMARKS["fbms"].read(Config(), str(fbms))
+        BENCHMARKS["fbms"].read(str(fbms), DatasetOptions())
     # Results written into the folder the frames and ground truth are read from: refused.
     (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n")
     before = files_under(fbms)
@@ -161,9 +164,8 @@ def test_score_only_with_nothing_to_score_is_an_error(toy_root, tmp_path):
     # Before: "success" without reading the results folder.
     cfg = Config()
     cfg.set("DIR_YTB_EVAL", os.path.join(toy_root, "YTB", "valid"))
-    args = argparse.Namespace(dataset="youtubevos", root=None, score_only=str(tmp_path), saliency=False)
     with pytest.raises(SettingError, match="nothing to score"):
-        score_only(cfg, args)
+        score_only(cfg, ScoreOnlyRun(str(tmp_path), "youtubevos"))
 
 
 # ---- architectures ----
@@ -174,8 +176,7 @@ def _toy_checkpoint(path, backbone: str) -> str:
     cfg.set("MODEL_BACKBONE", backbone)
     torch.manual_seed(1)
     model = LSTA.from_config(cfg)
-    save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 3,
-                     "config": cfg.to_dict()}, str(path))
+    save_lsta(str(path), model, step=3, config=cfg.to_dict())
     return str(path)
 
 
@@ -436,7 +437,7 @@ def test_broken_youtubevos_layouts_are_one_line(toy_root, tmp_path):
 def test_empty_davis_split_is_one_line(davis_copy):
     (davis_copy / "ImageSets" / "2016" / "val.txt").write_text("\n")
     with pytest.raises(DataError, match="lists no sequences"):
-        BENCHMARKS["davis2016"].read(Config(), str(davis_copy))
+        BENCHMARKS["davis2016"].read(str(davis_copy), DatasetOptions())
 
 
 def _lengthen_val_sequences(davis, frames: int) -> None:
@@ -480,9 +481,10 @@ def test_resume_with_gradients_of_unknown_parameters_is_one_line(toy_root, tmp_p
                     "TRAIN_WARM_UP_STEPS", "0", "DATA_RANDOMCROP", "(65, 65)", "DATA_SHORT_EDGE_LEN", "70"])
     assert train(cfg, CPU, stop_step=0) == 3
     path = os.path.join(cfg.DIR_CKPT, "save_step_0.pth")
-    ckpt = torch.load(path, weights_only=True)
-    ckpt["accumulated_grads"] = {"feature_extractor.not_a_layer.weight": torch.zeros(3)}
-    save_checkpoint(ckpt, path)
+    # A file whose saved encoder gradients name a parameter the model lacks.
+    content = {**read_training(path).content, "accumulated_grads": {"feature_extractor.not_a_layer.weight":
+                                                                    torch.zeros(3)}}
+    save_checkpoint(content, path)
     assert train(cfg, CPU) == 1
     error = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())["error"]
     assert "not_a_layer" in error and "save_step_0.pth" in error and "\n" not in error
@@ -495,8 +497,7 @@ def test_a_toy_checkpoint_evaluates_without_a_preset(toy_root, tmp_path):
     torch.manual_seed(2)
     model = LSTA.from_config(cfg)
     path = str(tmp_path / "save_step_300.pth")
-    save_checkpoint({"state_dict": model.state_dict(), "model_args": model.args.to_record(), "step": 300,
-                     "config": cfg.to_dict()}, path)
+    save_lsta(path, model, step=300, config=cfg.to_dict())
     # (TEST_BACKEND torch spares the test an ONNX export; the checkpoint alone picks the model and data.)
     out = run("eval.py", "--ckpt_path", path, "--out", str(tmp_path / "res"), "--opts", "TEST_BACKEND", "torch")
     assert out.returncode == 0, out.stderr[-3000:]

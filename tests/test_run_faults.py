@@ -12,15 +12,14 @@ import time
 import pytest
 import torch
 
+from networks.checkpoints import checkpoints_newest_first, read_training
+from networks.lsta import LSTA
 from tests.conftest import ROOT
+from tests.helpers.builders import preset_config
 from tests.test_train import CPU, TINY, summary, tiny_cfg
 from training.launch import EXIT_STOPPED, train
 from training.run_record import Checkpointer, RunFolder, RunFolderError
-from utils.checkpoint import (
-    UnsafeCheckpointError,
-    checkpoints_newest_first,
-    read_checkpoint,
-)
+from utils.checkpoint import UnsafeCheckpointError, read_checkpoint
 
 
 def snapshot(folder) -> dict:
@@ -73,9 +72,9 @@ def test_sigterm_to_the_process_group_then_resume_is_bitwise_uninterrupted(toy_r
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads(summary_path.read_text())["start_step"] == stopped["last_step"] + 1
-    a = torch.load(tmp_path / "full" / "log" / "toy" / "ckpt" / f"save_step_{steps}.pth", weights_only=True)
-    b = torch.load(run / "log" / "toy" / "ckpt" / f"save_step_{steps}.pth", weights_only=True)
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    a = read_training(str(tmp_path / "full" / "log" / "toy" / "ckpt" / f"save_step_{steps}.pth")).state_dict()
+    b = read_training(str(run / "log" / "toy" / "ckpt" / f"save_step_{steps}.pth")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _group_ends(pgid: int, seconds: float = 30) -> bool:
@@ -120,16 +119,17 @@ def test_pruning_keeps_good_checkpoints_beside_damaged_newer_ones(toy_root, tmp_
         open(os.path.join(cfg.DIR_CKPT, f"save_step_{step}.pth"), "wb").write(b"PK\x03\x04 damaged")
     assert train(cfg, CPU) == 0
     assert [s for s, _ in checkpoints_newest_first(cfg.DIR_CKPT)] == [9, 8, 6, 5]
-    assert torch.load(os.path.join(cfg.DIR_CKPT, "save_step_6.pth"), weights_only=True)["step"] == 6
+    assert read_training(os.path.join(cfg.DIR_CKPT, "save_step_6.pth")).step == 6
 
 
 def test_checkpointer_never_prunes_unverified_files(tmp_path):
     keeper = Checkpointer(str(tmp_path), keep=1)
+    model = LSTA.from_config(preset_config("toy"))
     for step in (1, 2):
-        keeper.save(step, {"state_dict": {"w": torch.zeros(2)}, "step": step})
+        keeper.save(step, model, {}, {})
     assert [s for s, _ in checkpoints_newest_first(str(tmp_path))] == [2]
     (tmp_path / "save_step_7.pth").write_bytes(b"not a checkpoint")
-    keeper.save(3, {"state_dict": {"w": torch.ones(2)}, "step": 3})
+    keeper.save(3, model, {}, {})
     assert [s for s, _ in checkpoints_newest_first(str(tmp_path))] == [7, 3]
     with pytest.raises(ValueError, match="TRAIN_MAX_KEEP_CKPT"):
         Checkpointer(str(tmp_path), keep=0)

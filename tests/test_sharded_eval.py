@@ -118,7 +118,7 @@ def test_a_killed_sharded_evaluation_resumes(davis4, toy_weights, single, tmp_pa
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if (results / MANIFEST).exists() and "done " in (results / MANIFEST).read_text():
+        if (results / MANIFEST).exists() and "\"done\"" in (results / MANIFEST).read_text():
             for pid in _children(proc.pid) + [proc.pid]:  # torchrun starts each rank in a session of its own
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

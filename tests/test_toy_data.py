@@ -5,7 +5,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from tools.make_toy_data import ToySpec, make_toy_data
+from dataloaders.toy_data import ToySpec, make_toy_data
 from utils.image_io import read_image, read_mask
 
 

@@ -11,6 +11,7 @@ import torch
 from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
+from networks.checkpoints import checkpoints_newest_first, read_training
 from networks.stm import STM
 from tests.conftest import ROOT, free_port
 from training.curves import read_scalars
@@ -19,7 +20,7 @@ from training.losses import ohem_cross_entropy
 from training.run_record import CURVES, SCALARS
 from training.schedule import Schedule
 from training.trainer import Trainer
-from utils.checkpoint import checkpoints_newest_first
+from utils.checkpoint import read_checkpoint
 from utils.distributed import DistInfo
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -47,7 +48,7 @@ def summary(cfg: Config) -> dict:
 def final_state(cfg: Config) -> dict:
     step, path = checkpoints_newest_first(cfg.DIR_CKPT)[0]
     assert step == cfg.TRAIN_TOTAL_STEPS
-    return torch.load(path, weights_only=True)["state_dict"]
+    return read_training(path).state_dict()
 
 
 def first_batch(cfg: Config, parts) -> dict:
@@ -121,8 +122,8 @@ def test_resume_is_bitwise_identical(toy_root, tmp_path, authors_grad):
     a, b = final_state(full), final_state(split)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ckpt = torch.load(checkpoints_newest_first(split.DIR_CKPT)[0][1], weights_only=True)
-    assert bool(ckpt["accumulated_grads"]) is authors_grad
+    ckpt = read_training(checkpoints_newest_first(split.DIR_CKPT)[0][1])
+    assert bool(ckpt.training_state("accumulated_grads")) is authors_grad
 
 
 def test_distillation_with_random_teacher(toy_root, tmp_path):
@@ -209,7 +210,7 @@ def test_the_loss_does_not_depend_on_how_the_batch_is_split(toy_root, tmp_path):
            *[str(x) for kv in opts.items() for x in kv]]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    two = torch.load(tmp_path / "out.pt", weights_only=True)
+    two = read_checkpoint(str(tmp_path / "out.pt"), "split step result")
     per_rank = two["losses"]  # rank r's losses are its own sample's
     results["two processes"] = ([sum(f) / 2 for f in zip(*per_rank)], two["state_dict"])
     # The samples' losses differ, so OHEM over both at once would not average to this.

@@ -11,8 +11,8 @@ import time
 
 from config import Config
 from dataloaders.loader import build_train_loader
+from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
-from tools.make_toy_data import ensure_toy_data
 
 
 def main() -> None:

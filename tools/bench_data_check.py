@@ -22,7 +22,7 @@ from dataloaders.train_datasets import Video, build_train_dataset
 
 def generated_videos(root: str, pairs: int, frames_per_video: int = 30) -> list[Video]:
     """`pairs` frame/mask files in the YouTube-VOS layout, copies of one toy frame and mask."""
-    from tools.make_toy_data import make_toy_data
+    from dataloaders.toy_data import make_toy_data
     toy = os.path.join(root, "toy")
     make_toy_data(toy, seed=0)
     frame = os.path.join(toy, "DAVIS/JPEGImages/480p/toy-train-00/00000.jpg")

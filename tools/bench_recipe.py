@@ -19,8 +19,8 @@ import torch
 
 from config import Config
 from dataloaders.loader import build_train_loader
+from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
-from tools.make_toy_data import ensure_toy_data
 from training.trainer import Trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger

@@ -20,7 +20,7 @@ import tempfile
 
 import torch
 
-from tools.make_toy_data import ensure_toy_data
+from dataloaders.toy_data import ensure_toy_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.checkpoint import CheckpointError, read_checkpoint
+from utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 
 def to_safe(value: Any, where: str, dropped: list[str]) -> Any:
@@ -59,7 +59,7 @@ def convert(source: str, target: str) -> list[str]:
     safe = to_safe(obj, "checkpoint", dropped)
     if safe is _DROPPED:
         raise CheckpointError(f"{source} holds no tensors or plain values to keep")
-    torch.save(safe, target)
+    save_checkpoint(safe, target)
     read_checkpoint(target, "converted checkpoint")  # proves it now loads with weights_only=True
     return dropped
 

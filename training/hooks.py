@@ -106,6 +106,10 @@ class ScalarsHook(HookBase):
     def before_train(self, trainer: Trainer, state: LoopState) -> None:
         if not trainer.world.is_main:
             return
+        cut = repair_last_line(self.scalars)
+        if cut:
+            trainer.log.warning(f"{self.scalars}: removed its last line, cut short by an earlier crash ({cut} bytes); "
+                                f"new lines follow it")
         self.file = open(self.scalars, "a")
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -142,6 +146,20 @@ class ScalarsHook(HookBase):
         trainer.log.info(f"training curves: {written or 'none (no step was logged)'}")
 
 
+def repair_last_line(path: str) -> int:
+    """Truncate a text file of lines after its last newline (a line a crash cut short); the bytes removed."""
+    try:
+        with open(path, "rb+") as f:
+            data = f.read()
+            if not data or data.endswith(b"\n"):
+                return 0
+            keep = data.rfind(b"\n") + 1
+            f.truncate(keep)
+            return len(data) - keep
+    except FileNotFoundError:
+        return 0
+
+
 class StopHook(HookBase):
     """Ends the loop after a step when a stop signal arrived (on any rank) or --stop_step is reached."""
 
@@ -166,9 +184,9 @@ class CheckpointHook(HookBase):
         step = state.step
         if step % self.every and step != trainer.settings.total_steps and state.stop_reason is None:
             return
-        payload = trainer.state_dict(step, self.config)  # collective: every rank takes part
-        if payload is not None:
-            path = self.checkpointer.save(step, payload)
+        training = trainer.training_state()  # collective: every rank takes part
+        if training is not None:
+            path = self.checkpointer.save(step, trainer.lsta, self.config, training)
             self.log.info(f"saved {path}")
             self.summary.last_checkpoint = path
 

@@ -21,6 +21,7 @@ from dataloaders.data_check import check_training_data
 from dataloaders.loader import build_train_loader
 from dataloaders.sampler import EpochSampler
 from dataloaders.train_datasets import build_train_dataset
+from networks.checkpoints import checkpoints_newest_first
 from training.hooks import default_hooks
 from training.run_record import (
     CURVES,
@@ -32,7 +33,6 @@ from training.run_record import (
     pretrained_source,
 )
 from training.trainer import RunSummary, Trainer
-from utils.checkpoint import checkpoints_newest_first
 from utils.distributed import DistInfo, ranks_in_sync
 from utils.errors import UserError, out_of_memory_message, user_message
 from utils.logger import setup_logger
@@ -149,13 +149,22 @@ def _build(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpo
     found = checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
     if found is not None:
         trainer = Trainer(cfg, info, log, encoder_parts=folder.read_record().get("trained_encoder_parts", []))
-        start_step, rng = trainer.load_state_dict(*found)
+        start_step, rng = trainer.load_state_dict(found)
+        changed = changed_settings(found.config, cfg.to_dict())
+        if changed:
+            log.warning(f"resuming {found.path} with {len(changed)} setting(s) other than it was saved with: "
+                        f"{'; '.join(changed)}")
         return trainer, start_step, rng
     source = pretrained_source(cfg.PRETRAIN_MODEL) if cfg.PRETRAIN else None
     trainer = Trainer(cfg, info, log, pretrained=source and source["path"])
     if info.is_main:
         folder.write_record(initialised_from=source, trained_encoder_parts=trainer.trained_encoder_parts)
     return trainer, cfg.TRAIN_START_STEP, None
+
+
+def changed_settings(saved: dict, now: dict) -> list[str]:
+    """`KEY old → new` for every setting that differs between a checkpoint's record and this run."""
+    return [f"{key} {saved[key]!r} → {now[key]!r}" for key in sorted(set(saved) & set(now)) if saved[key] != now[key]]
 
 
 def _batches(loader: DataLoader, sampler: EpochSampler, start_step: int, rank_batch: int,

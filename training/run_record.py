@@ -5,8 +5,8 @@
 - `run.json`: the settings that make the folder's checkpoints compatible (the fingerprint) and
   what the run was initialised from (path, step and content hash of a file or earlier stage).
 - `summary.json`: the run's state for tools and tests (step, losses, timings, how it ended).
-- `ckpt/save_step_<N>.pth`: the Trainer's state_dict (training/trainer.py lays it out), written
-  atomically; the newest that loads is resumed, damaged ones are skipped, only verified-loadable
+- `ckpt/save_step_<N>.pth`: the weights and the Trainer's training state (networks/checkpoints.py
+  lays the file out), written atomically; the newest that loads is resumed, damaged ones are skipped, only verified-loadable
   ones are pruned. Only the process holding the lock saves, prunes or removes stale temporaries.
 """
 from __future__ import annotations
@@ -21,13 +21,15 @@ import shutil
 from typing import Any
 
 from config import FINGERPRINT_KEYS, Config, settings_record
-from utils.checkpoint import (
-    CheckpointError,
-    UnsafeCheckpointError,
+from networks.checkpoints import (
+    LstaCheckpoint,
+    checkpoint_file,
     checkpoints_newest_first,
-    read_checkpoint,
-    save_checkpoint,
+    read_training,
+    save_lsta,
 )
+from networks.lsta import LSTA
+from utils.checkpoint import CheckpointError, UnsafeCheckpointError
 from utils.errors import SettingError, UserError
 from utils.files import file_digest, write_json
 from utils.folder_lock import FolderLock
@@ -35,7 +37,6 @@ from utils.folder_lock import FolderLock
 # Temporary files of a save a killed run left: utils.files.temporary_name's, and the older
 # `save_step_<N>.pth.tmp.<pid>` of checkpoints written before it.
 TMP_PATTERN = re.compile(r"^\.?save_step_\d+\.pth\.tmp\.\d+(\.\d+)?$")
-WHAT = "training checkpoint"
 
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
@@ -129,14 +130,6 @@ class RunFolder:
             return False
 
 
-def read_training_checkpoint(path: str, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint written by this project's training (a dict with at least state_dict and step)."""
-    ckpt = read_checkpoint(path, WHAT, mmap=mmap)
-    if not isinstance(ckpt, dict) or not {"state_dict", "step"} <= set(ckpt):
-        raise CheckpointError(f"{path} is not a training checkpoint of this project (no state_dict and step)")
-    return ckpt
-
-
 class Checkpointer:
     """Owns `folder`'s checkpoints; keeps the newest `keep` of those it has verified loadable."""
 
@@ -158,8 +151,8 @@ class Checkpointer:
             self.log.warning(f"removed {path}: an unfinished save of an earlier, killed run")
         return stale
 
-    def load_newest(self) -> tuple[dict[str, Any], str] | None:
-        """The newest checkpoint that loads, and its path; damaged ones are skipped with a warning.
+    def load_newest(self) -> LstaCheckpoint | None:
+        """The newest checkpoint that loads; damaged ones are skipped with a warning.
 
         None when the folder holds no checkpoint; CheckpointError when it holds some and none
         loads, or when one can run code: such a folder needs the user's decision.
@@ -167,7 +160,7 @@ class Checkpointer:
         found = checkpoints_newest_first(self.folder)
         for step, path in found:
             try:
-                ckpt = read_training_checkpoint(path)
+                ckpt = read_training(path)
             except UnsafeCheckpointError:
                 raise
             except CheckpointError as err:
@@ -175,18 +168,18 @@ class Checkpointer:
                 continue
             self._mark_verified(path)
             self.last_good = path
-            return ckpt, path
+            return ckpt
         if found:
             raise CheckpointError(f"none of the {len(found)} checkpoints in {self.folder} loads (newest: "
                                   f"{found[0][1]}); move them away, or pass --restart to set them aside "
                                   f"and train from the start")
         return None
 
-    def save(self, step: int, payload: dict[str, Any]) -> str:
+    def save(self, step: int, model: LSTA, config: dict[str, Any], training: dict[str, Any]) -> str:
         """Write save_step_<step>.pth atomically, then prune; one-line CheckpointError on failure."""
-        path = os.path.join(self.folder, f"save_step_{step}.pth")
+        path = checkpoint_file(self.folder, step)
         try:
-            save_checkpoint(payload, path)
+            save_lsta(path, model, step, config, training)
         except CheckpointError as err:
             last = self.last_good or "none yet"
             raise CheckpointError(f"{err}; the last good checkpoint is {last}; nothing was deleted") from None
@@ -208,11 +201,14 @@ class Checkpointer:
 
     def is_loadable(self, path: str) -> bool:
         """Whether `path` is a whole training checkpoint that loads safely (tensors mapped, not read)."""
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError:  # gone, or a symbolic link that leads nowhere (a loop): not a checkpoint to keep or prune
+            return False
         if self._verified.get(path) == (stat.st_size, stat.st_mtime_ns):
             return True
         try:
-            read_training_checkpoint(path, mmap=True)
+            read_training(path, mmap=True)
         except CheckpointError:
             return False
         self._verified[path] = (stat.st_size, stat.st_mtime_ns)
@@ -229,12 +225,12 @@ def pretrained_source(path: str) -> dict[str, Any]:
     if os.path.isdir(path):
         for _, newest in checkpoints_newest_first(path):
             with contextlib.suppress(CheckpointError):
-                ckpt = read_training_checkpoint(newest, mmap=True)
+                ckpt = read_training(newest, mmap=True)
                 break
         else:
             raise CheckpointError(f"PRETRAIN_MODEL folder {path} holds no loadable save_step_*.pth; "
                                   f"run the earlier stage first")
-        step, total = ckpt["step"], ckpt.get("config", {}).get("TRAIN_TOTAL_STEPS", ckpt["step"])
+        step, total = ckpt.step, ckpt.config.get("TRAIN_TOTAL_STEPS", ckpt.step)
         if step < total:
             raise CheckpointError(f"PRETRAIN_MODEL {path}: that run is unfinished (it reached step {step} of "
                                   f"{total}, {newest}); finish it first by rerunning its command")

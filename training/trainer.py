@@ -3,8 +3,8 @@
     trainer = Trainer(cfg, world, log)                 # or with pretrained=PATH
     result = trainer.step(batch, step)                 # one update; None when not finite
     trainer.run(batches, start_step, hooks)            # a plain loop, hooks for everything else
-    payload = trainer.state_dict(step)                 # the checkpoint's training state, laid out here only
-    start_step, rng = trainer.load_state_dict(payload, path)
+    state = trainer.training_state()                   # optimiser, scaler, RNG: networks.checkpoints saves it
+    start_step, rng = trainer.load_state_dict(read_training(path))
 
 Every setting a step needs is resolved into a field when the Trainer is built; `step` reads no
 config. The loop is in `run`; logging, TensorBoard, checkpoints and stop requests are hooks
@@ -21,17 +21,13 @@ import torch
 from torch import nn
 
 from config import Config
+from networks.checkpoints import LstaCheckpoint, read_lsta
 from networks.lsta import LSTA, ModelArgs
-from networks.weights import (
-    PRETRAINED_WHAT,
-    load_pretrained,
-    model_args_for,
-    recorded_args,
-)
+from networks.weights import PRETRAINED_WHAT, load_pretrained, model_args_for
 from training.distillation import StmTeacher
 from training.losses import batch_iou, distillation_kl, ohem_cross_entropy
 from training.schedule import Schedule
-from utils.checkpoint import CheckpointError, LoadReport, read_checkpoint
+from utils.checkpoint import CheckpointError, LoadReport
 from utils.distributed import DistInfo, all_true, gather_objects
 from utils.errors import SettingError, UserError
 from utils.rng import rng_state, seed_everything
@@ -120,11 +116,11 @@ class Trainer:
             log.warning(f"TRAIN_AMP {self.amp} on {self.device}: autocast works there but is slower than float32")
         seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
         # An LSTA checkpoint to start from (stage 2) records its architecture: the model is built so.
-        source = read_checkpoint(pretrained, PRETRAINED_WHAT) if pretrained else None  # read once, used twice
-        args = model_args_for(recorded_args(source), cfg, pretrained) if pretrained else ModelArgs.from_config(cfg)
+        source = read_lsta(pretrained, PRETRAINED_WHAT) if pretrained else None  # read once, used twice
+        args = model_args_for(source.model_args, cfg, pretrained) if source else ModelArgs.from_config(cfg)
         model = LSTA(args, cfg.MODEL_TRAIN_ENCODER, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
-        if pretrained:
-            report = load_pretrained(model, pretrained, source)
+        if source:
+            report = load_pretrained(model, pretrained, source.content)
             encoder_parts = list(encoder_parts) + _uninitialised_encoder_parts(cfg, report, log)
         model.train_encoder_parts(list(encoder_parts))
         self.trained_encoder_parts = sorted(set(encoder_parts))
@@ -266,11 +262,11 @@ class Trainer:
         return True
 
     # ---- the checkpoint's training state ----
-    def state_dict(self, step: int, config: dict[str, Any]) -> dict[str, Any] | None:
-        """Everything an exact resume needs, on rank 0 (None elsewhere); every rank must call it.
+    def training_state(self) -> dict[str, Any] | None:
+        """What an exact resume needs besides the weights, on rank 0 (None elsewhere); every rank must call it.
 
-        Weights without `module.`, the architecture record, optimiser, scaler, every rank's RNG,
-        the step, the settings, and the gradients zero_grad never clears (the authors' mode).
+        Optimiser, scaler, every rank's RNG and the gradients zero_grad never clears (the authors'
+        mode), as networks.checkpoints.save_lsta's `training`.
         """
         states = gather_objects(rng_state(), self.world)
         if not self.world.is_main:
@@ -278,31 +274,31 @@ class Trainer:
         outside = {id(p) for p in self.outside_optimizer}
         accumulated = {n: p.grad.detach().clone() for n, p in self.lsta.named_parameters()
                        if p.grad is not None and id(p) in outside}
-        return {"state_dict": self.lsta.state_dict(), "model_args": self.lsta.args.to_record(),
-                "optimizer": self.optimizer.state_dict(), "step": step, "scaler": self.scaler.state_dict(),
-                "rng": states, "accumulated_grads": accumulated, "config": config}
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": states,
+                "accumulated_grads": accumulated}
 
-    def load_state_dict(self, ckpt: dict[str, Any], path: str) -> tuple[int, dict | None]:
+    def load_state_dict(self, ckpt: LstaCheckpoint) -> tuple[int, dict | None]:
         """Restore a training checkpoint; (first step to run, this rank's RNG state or None)."""
+        path = ckpt.path
         try:
-            self.lsta.load_state_dict(ckpt["state_dict"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
+            self.lsta.load_state_dict(ckpt.state_dict())
+            self.optimizer.load_state_dict(ckpt.training_state("optimizer"))
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path} does not fit this model and optimiser ({str(err).splitlines()[0]}); "
                                   f"train under another --exp_name, or pass --restart") from None
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.training_state("scaler"):
+            self.scaler.load_state_dict(ckpt.training_state("scaler"))
         params = dict(self.lsta.named_parameters())
-        for name, grad in ckpt.get("accumulated_grads", {}).items():
+        for name, grad in ckpt.training_state("accumulated_grads", {}).items():
             if name not in params or params[name].shape != grad.shape:
                 raise CheckpointError(f"{path}: its saved encoder gradients name {name!r}, which this model "
                                       f"{'lacks' if name not in params else 'has in another shape'}; the file does "
                                       f"not belong to this run: train under another --exp_name, or pass --restart")
             params[name].grad = grad.to(self.device)
-        states = ckpt.get("rng") or []
+        states = ckpt.training_state("rng") or []
         rank = self.world.rank
-        self.log.info(f"resumed from {path} (step {ckpt['step']})")
-        return ckpt["step"] + 1, states[rank] if rank < len(states) else None
+        self.log.info(f"resumed from {path} (step {ckpt.step})")
+        return ckpt.step + 1, states[rank] if rank < len(states) else None
 
     # ---- the loop ----
     def run(self, batches: Iterator[dict], start_step: int, hooks: Sequence[HookBase]) -> LoopState:

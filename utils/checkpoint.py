@@ -10,7 +10,6 @@ import io
 import logging
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,18 +168,6 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
     model.load_state_dict(loadable, strict=False)
     logging.getLogger("lsta.checkpoint").info(report.summary())
     return report
-
-
-CKPT_PATTERN = re.compile(r"^save_step_(\d+)\.pth$")
-
-
-def checkpoints_newest_first(folder: str) -> list[tuple[int, str]]:
-    """(step, path) of every `save_step_<N>.pth` in `folder`, newest first."""
-    if not os.path.isdir(folder):
-        return []
-    found = [(int(m.group(1)), os.path.join(folder, name))
-             for name in os.listdir(folder) if (m := CKPT_PATTERN.match(name))]
-    return sorted(found, reverse=True)
 
 
 def save_checkpoint(payload: dict[str, Any], path: str) -> None:

@@ -8,6 +8,8 @@ import os
 import threading
 from typing import Any
 
+from utils.errors import DataError
+
 
 def temporary_name(path: str) -> str:
     """The temporary file `atomic_write` writes before renaming: hidden, in the same folder, per process and thread."""
@@ -57,6 +59,18 @@ def _fsync_folder(folder: str) -> None:
 def write_json(path: str, data: Any) -> None:
     """Write `data` as JSON, atomically and durably."""
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode(), durable=True)
+
+
+def read_text_lines(path: str, what: str) -> list[str]:
+    """The lines of a UTF-8 text file (a split file, a list); one error naming the file when it is not UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r}); "
+                        f"save it as UTF-8") from None
+    return text.splitlines()
 
 
 def file_digest(path: str) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import os
 import sys
@@ -16,6 +15,7 @@ from PIL import Image
 
 from utils.errors import DataError, MissingFileError
 from utils.files import atomic_write
+from utils.names import natural_key
 
 # ImageNet statistics in R, G, B order; the released weights apply them to B, G, R planes (docs/quirks.md).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -202,7 +202,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bool = False) -> Iterator[np.ndarray]:
-    """BGR frames of a video file (anything OpenCV reads) or a folder of images (sorted by name).
+    """BGR frames of a video file (anything FFmpeg decodes) or a folder of images (in natural order).
 
     With `max_side`, frames whose longer side exceeds it are shrunk (area interpolation). A video
     file that decodes fewer frames than its container declares raises after its last good frame,
@@ -212,13 +212,39 @@ def iter_video_frames(path: str, max_side: int | None = None, accept_partial: bo
         yield shrink_frame(read_image(item) if isinstance(item, str) else item, max_side)
 
 
-def video_frame_sources(path: str, accept_partial: bool = False) -> Iterator[str | np.ndarray]:
-    """A folder's image paths (sorted by name, left to decode), or a video file's decoded BGR frames."""
+def folder_frames(path: str) -> list[str]:
+    """The image files of a folder in natural order (frame_2 before frame_10), their names (without extension)
+    distinct; one error naming the folder otherwise."""
+    names = sorted((n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)
+                    and os.path.isfile(os.path.join(path, n))), key=natural_key)
+    if not names:
+        raise MissingFileError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+    stems: dict[str, str] = {}
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        if stem in stems:
+            raise DataError(f"frames {stems[stem]} and {name} in {path} share the name {stem!r}, which names their "
+                            f"masks: keep one of them")
+        stems[stem] = name
+    return [os.path.join(path, n) for n in names]
+
+
+def frame_count(path: str) -> int | None:
+    """How many frames a video file's container declares, or a folder holds; None when unknown."""
     if os.path.isdir(path):
-        files = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise MissingFileError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-        yield from files
+        return len(folder_frames(path))
+    capture = cv2.VideoCapture(path)
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    return count if count > 0 else None
+
+
+def video_frame_sources(path: str, accept_partial: bool = False) -> Iterator[str | np.ndarray]:
+    """A folder's image paths (natural order, left to decode), or a video file's decoded BGR frames."""
+    if os.path.isdir(path):
+        yield from folder_frames(path)
     elif os.path.isfile(path):
         yield from _video_file_frames(path, accept_partial)
     else:
@@ -237,7 +263,8 @@ def shrink_frame(frame: np.ndarray, max_side: int | None) -> np.ndarray:
 def _video_file_frames(path: str, accept_partial: bool) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
-        raise DataError(f"OpenCV cannot open video {path}")
+        raise DataError(f"cannot open {path} as a video: not a video file, or in a format this build of FFmpeg "
+                        f"cannot decode")
     declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     count, decoder_messages = 0, []
     try:

@@ -34,7 +34,13 @@ class StopRequest:
         return self.signal_name is not None
 
     def restore(self) -> None:
-        """Reinstall the handlers that were there before."""
+        """Reinstall the handlers that were there before, unless a stop was requested.
+
+        Once a stop is under way, later signals (a scheduler repeating SIGTERM, Ctrl-C pressed again)
+        keep being recorded and nothing else, so that the process still ends with its own exit status.
+        """
+        if self.requested:
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 

@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from inference.backends.base import Backend
-from inference.backends.onnx_export import ENCODER_FILE, GRAPH_FILES, HEAD_FILE, export_model, weights_digest
+from inference.backends.onnx_export import (
+    ENCODER_FILE,
+    GRAPH_FILES,
+    HEAD_FILE,
+    export_model,
+    weights_digest,
+)
 from inference.options import InferenceOptions
 from networks.lsta import LSTA
 from utils.errors import MissingFileError, UserError

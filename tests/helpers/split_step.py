@@ -7,10 +7,9 @@ on which samples share a pass; rank 0 writes the updated weights and every rank'
 """
 import sys
 
-import torch
-
 from config import Config
 from training.trainer import Trainer
+from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.distributed import cleanup, gather_objects, init_distributed
 from utils.logger import setup_logger
 
@@ -24,13 +23,13 @@ def main() -> None:
     parts = Trainer(cfg, info, setup_logger("split_step", None, info.is_main))
     parts.wrap_distributed()
     parts.model.eval()
-    batch = torch.load(batch_path, weights_only=True)
+    batch = read_checkpoint(batch_path, "saved batch")
     share = slice(info.rank * parts.rank_batch, (info.rank + 1) * parts.rank_batch)
     mine = {k: [t[share] for t in v] if isinstance(v, list) else v[share] for k, v in batch.items()}
     result = parts.step(mine, 10)
     losses = gather_objects(result.losses, info)
     if info.is_main:
-        torch.save({"state_dict": parts.lsta.state_dict(), "losses": losses}, out_path)
+        save_checkpoint({"state_dict": parts.lsta.state_dict(), "losses": losses}, out_path)
     cleanup()
 
 
