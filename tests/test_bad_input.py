@@ -263,3 +263,42 @@ def test_failed_writes_in_eval_leave_no_empty_files(toy_root, toy_weights, tmp_p
     line = one_error_line(out.stderr)
     assert "could not write" in line and str(out_dir) in line
     assert all(size > 0 for size in files_under(out_dir).values())
+
+
+# ---- weights and the demo's command line ----
+
+def test_a_checkpoint_folder_or_a_link_that_leads_nowhere(toy_root, toy_weights, tmp_path):
+    from tests.helpers.runs import one_error_line as error_of
+    from tests.helpers.runs import run_script
+    opts = ["--opts", "DIR_DATA", toy_root, *TOY_EVAL]
+    (tmp_path / "empty").mkdir()
+    line = error_of(run_script("eval.py", "--ckpt_path", str(tmp_path / "empty"), "--out", str(tmp_path / "a"), *opts))
+    assert "is a folder holding no save_step" in line
+    loop = tmp_path / "loop.pth"
+    os.symlink(loop, loop)
+    line = error_of(run_script("eval.py", "--ckpt_path", str(loop), "--out", str(tmp_path / "b"), *opts))
+    assert "leads nowhere" in line and "loop.pth" in line
+    # A run's ckpt/ folder means its newest checkpoint.
+    ckpt = tmp_path / "run" / "ckpt"
+    ckpt.mkdir(parents=True)
+    shutil.copy(toy_weights, ckpt / "save_step_7.pth")
+    out = run_script("eval.py", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "c"), *opts)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.load(open(tmp_path / "c" / "eval.json"))["checkpoint"].endswith("save_step_7.pth")
+
+
+@pytest.mark.parametrize("flags, words", [(["--max_upload_mb", "-1"], "--max_upload_mb -1"),
+                                          (["--max_side", "10"], "--max_side 10"),
+                                          (["--port", "PORT_IN_USE"], "port")])
+def test_demo_command_line_errors_are_one_line(toy_weights, tmp_path, flags, words):
+    import socket
+
+    from tests.helpers.runs import one_error_line as error_of
+    from tests.helpers.runs import run_script
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        flags = [str(busy.getsockname()[1]) if f == "PORT_IN_USE" else f for f in flags]
+        out = run_script("demo.py", "--preset", "toy", "--ckpt_path", toy_weights, *flags, "--opts", "DIR_ROOT",
+                         str(tmp_path), timeout=180)
+    assert words in error_of(out)

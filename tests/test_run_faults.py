@@ -1,5 +1,6 @@
 """Faults a training run must survive: signals, kills, full disks, damaged or foreign files, a
 second run, changed settings, and an unfinished earlier stage."""
+import contextlib
 import json
 import os
 import shlex
@@ -309,3 +310,59 @@ def test_malicious_files_run_nothing(toy_root, tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="evil.pth refused"):
         read_checkpoint(evil, "weights")
     assert not marker.exists()
+
+
+# ---- the weak cases of a run: links that lead nowhere, changed settings, a cut line, a storm of signals ----
+
+def test_a_checkpoint_name_that_is_a_symlink_loop_does_not_stop_later_saves(toy_root, tmp_path):
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=4, TRAIN_SAVE_STEP=1)
+    assert train(cfg, CPU, stop_step=1) == EXIT_STOPPED
+    loop = os.path.join(cfg.DIR_CKPT, "save_step_9.pth")
+    os.symlink(loop, loop)  # a link to itself: stat() fails with ELOOP
+    assert train(cfg, CPU) == 0  # before: every save after the loop appeared failed
+    assert summary(cfg)["start_step"] == 2 and summary(cfg)["last_step"] == 4
+    assert [s for s, _ in checkpoints_newest_first(cfg.DIR_CKPT)][:2] == [9, 4]
+    assert os.path.islink(loop)  # not the run's to remove
+
+
+def test_a_resumed_run_records_every_changed_setting(toy_root, tmp_path):
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=3)
+    assert train(cfg, CPU, stop_step=1) == EXIT_STOPPED
+    faster = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=3, TRAIN_LR=0.5, TRAIN_LOG_STEP=2)
+    assert train(faster, CPU) == 0
+    changed = summary(faster)["changed_settings"]
+    assert changed == {"TRAIN_LR": [cfg.TRAIN_LR, 0.5], "TRAIN_LOG_STEP": [1, 2]}
+
+
+def test_a_scalars_line_cut_by_a_crash_is_repaired_on_resume(toy_root, tmp_path):
+    from training.curves import read_scalars
+    from training.run_record import SCALARS
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_TOTAL_STEPS=4, TRAIN_TBLOG_STEP=1)
+    assert train(cfg, CPU, stop_step=1) == EXIT_STOPPED
+    scalars = os.path.join(cfg.DIR_RESULT, SCALARS)
+    with open(scalars, "a") as f:
+        f.write('{"step": 2, "loss/fra')  # what a crash in the middle of a write leaves
+    assert train(cfg, CPU) == 0
+    lines = open(scalars).read().splitlines()
+    assert all(json.loads(line) for line in lines)
+    assert read_scalars(scalars)["lr"][0] == [0, 1, 2, 3, 4]
+
+
+def test_a_storm_of_sigterms_still_ends_with_status_3(toy_root, tmp_path):
+    proc = subprocess.Popen(cli(tmp_path, toy_root, steps=400), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    summary_path = tmp_path / "log" / "toy" / "summary.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "running":
+            break
+        time.sleep(0.05)
+    sent = 0
+    while proc.poll() is None and sent < 2000:  # through the step, the save and the way out
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        sent += 1
+        time.sleep(0.005)
+    _, stderr = proc.communicate(timeout=300)
+    assert sent > 1
+    assert proc.returncode == EXIT_STOPPED, stderr[-2000:]

@@ -109,7 +109,7 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
                 cfg.DIR_RESULT)), ".data_check_cache.json"), cfg.DATA_SKIP_BAD_SAMPLES, log)
         cuda_precision = set_float32_precision(cfg.DEVICE_ALLOW_TF32)  # set on every machine: tests read it
         summary.precision = cuda_precision if info.device.type == "cuda" else "float32"
-        trainer, start_step, rng = _build(cfg, info, folder, checkpointer, log)
+        trainer, start_step, rng = _build(cfg, info, run)
         summary.start_step, summary.last_step, summary.last_checkpoint = start_step, start_step - 1, checkpointer.last_good
         if start_step > cfg.TRAIN_TOTAL_STEPS:
             log.info(f"nothing to do: checkpoint step {start_step - 1} is the final step {cfg.TRAIN_TOTAL_STEPS}")
@@ -143,17 +143,18 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
     return 0
 
 
-def _build(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpointer,
-           log: logging.Logger) -> tuple[Trainer, int, dict | None]:
+def _build(cfg: Config, info: DistInfo, run: RunContext) -> tuple[Trainer, int, dict | None]:
     """The Trainer, resumed from the newest checkpoint that loads or initialised; (trainer, first step, RNG)."""
-    found = checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
+    folder, log = run.folder, run.log
+    found = run.checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
     if found is not None:
         trainer = Trainer(cfg, info, log, encoder_parts=folder.read_record().get("trained_encoder_parts", []))
         start_step, rng = trainer.load_state_dict(found)
-        changed = changed_settings(found.config, cfg.to_dict())
-        if changed:
-            log.warning(f"resuming {found.path} with {len(changed)} setting(s) other than it was saved with: "
-                        f"{'; '.join(changed)}")
+        run.summary.changed_settings = changed_settings(found.config, cfg.to_dict())
+        if run.summary.changed_settings:
+            changes = "; ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in run.summary.changed_settings.items())
+            log.warning(f"resuming {found.path} with {len(run.summary.changed_settings)} setting(s) other than it "
+                        f"was saved with: {changes}")
         return trainer, start_step, rng
     source = pretrained_source(cfg.PRETRAIN_MODEL) if cfg.PRETRAIN else None
     trainer = Trainer(cfg, info, log, pretrained=source and source["path"])
@@ -162,9 +163,9 @@ def _build(cfg: Config, info: DistInfo, folder: RunFolder, checkpointer: Checkpo
     return trainer, cfg.TRAIN_START_STEP, None
 
 
-def changed_settings(saved: dict, now: dict) -> list[str]:
-    """`KEY old → new` for every setting that differs between a checkpoint's record and this run."""
-    return [f"{key} {saved[key]!r} → {now[key]!r}" for key in sorted(set(saved) & set(now)) if saved[key] != now[key]]
+def changed_settings(saved: dict, now: dict) -> dict[str, list]:
+    """key → [saved value, this run's] for every setting that differs between a checkpoint's record and this run."""
+    return {key: [saved[key], now[key]] for key in sorted(set(saved) & set(now)) if saved[key] != now[key]}
 
 
 def _batches(loader: DataLoader, sampler: EpochSampler, start_step: int, rank_batch: int,

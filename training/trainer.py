@@ -375,6 +375,7 @@ class RunSummary:
     stop_reason: str | None = None
     nonfinite_steps: int = 0
     skipped_bad_samples: int = 0
+    changed_settings: dict[str, list] = field(default_factory=dict)  # resumed: key → [saved, now]
     ranks_in_sync: bool | None = None
     wall_seconds: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)   # the last log line's figures

@@ -36,13 +36,13 @@ class StopRequest:
     def restore(self) -> None:
         """Reinstall the handlers that were there before, unless a stop was requested.
 
-        Once a stop is under way, later signals (a scheduler repeating SIGTERM, Ctrl-C pressed again)
-        keep being recorded and nothing else, so that the process still ends with its own exit status.
+        Once a stop is under way the process is on its way out, and later signals (a scheduler
+        repeating SIGTERM, Ctrl-C pressed again) are ignored until it has exited with its own status:
+        SIG_IGN, because Python resets its own handlers to the default (death by the signal) while
+        the interpreter shuts down.
         """
-        if self.requested:
-            return
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if self.requested else handler)
 
     @contextlib.contextmanager
     def ignored_by_new_processes(self) -> Iterator[None]:
