@@ -384,7 +384,7 @@ class Config:
         self.TRAIN_BATCH_SIZE = 2             # global batch, split over ranks
         self.TRAIN_MAX_BATCH_PER_PASS = 0     # >0: gradient accumulation in passes of this size
         self.TRAIN_CLIP_GRAD_NORM = 5.0
-        # The authors' training step (the released weights were trained so); False/False is the
+        # The authors' training step (their code's; we infer the released weights were trained so); False/False is the
         # clean recipe (presets stage1_clean, stage2_clean; docs/training.md, "Two recipes").
         self.TRAIN_LOSS_LAST_FRAME_ONLY = True    # True: only the last current frame's loss, 2·loss_T/T
         self.TRAIN_AUTHORS_ENCODER_GRAD = True    # True: backprop through the frozen encoder; its never-zeroed
