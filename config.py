@@ -304,7 +304,7 @@ def _relations(cfg: "Config") -> list[tuple[str, str]]:
 
 
 def inference_memory_estimate(cfg: "Config") -> int:
-    """Bytes a full inference window holds at worst: MODEL_MAX_MEM frame caches per view, frames TEST_MAX_SIZE square."""
+    """Bytes a full inference window holds at worst: MODEL_MAX_MEM caches per view, square frames of TEST_MAX_SIZE."""
     views = 2 if cfg.TEST_FLIP else 1
     per_frame = sum(CACHE_CHANNELS * 4 * (math.ceil(cfg.TEST_MAX_SIZE * scale / 4) + 1) ** 2
                     for scale in cfg.TEST_MULTISCALE)
@@ -384,8 +384,8 @@ class Config:
         self.TRAIN_BATCH_SIZE = 2             # global batch, split over ranks
         self.TRAIN_MAX_BATCH_PER_PASS = 0     # >0: gradient accumulation in passes of this size
         self.TRAIN_CLIP_GRAD_NORM = 5.0
-        # The authors' training step (their code's; we infer the released weights were trained so); False/False is the
-        # clean recipe (presets stage1_clean, stage2_clean; docs/training.md, "Two recipes").
+        # The authors' training step (their code's; we infer the released weights were trained so); False/False
+        # is the clean recipe (presets stage1_clean, stage2_clean; docs/training.md, "Two recipes").
         self.TRAIN_LOSS_LAST_FRAME_ONLY = True    # True: only the last current frame's loss, 2·loss_T/T
         self.TRAIN_AUTHORS_ENCODER_GRAD = True    # True: backprop through the frozen encoder; its never-zeroed
                                                   # gradients enter the clipping norm
