@@ -175,6 +175,13 @@ def _backend_names() -> tuple[str, ...]:
     return backend_names()
 
 
+def _extra_loss_names() -> tuple[str, ...]:
+    from training.losses import (
+        loss_names,  # the registry of losses; ohem and distillation are always there
+    )
+    return tuple(name for name in loss_names() if name not in ("ohem", "distillation"))
+
+
 def _crop(v: Any) -> bool:
     return (isinstance(v, (list, tuple)) and len(v) == 2
             and all(isinstance(x, int) and not isinstance(x, bool) and MIN_FRAME_SIDE <= x <= MAX_SIDE for x in v))
@@ -258,6 +265,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
     "TEST_BACKEND": _Registered(_backend_names).rule(),
+    "TRAIN_EXTRA_LOSSES": (lambda v: isinstance(v, dict) and all(
+        k in _extra_loss_names() and isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+        for k, w in v.items()), _Registered(_extra_loss_names)),
     "TEST_COMPILE": _one_of(False, True, "cudagraphs"),
     "TEST_DATASET_SPLIT": (_plain_name, "a split name (val, test, ...), not a path"),
     **{key: _flag() for key in (
@@ -391,6 +401,7 @@ class Config:
                                                   # gradients enter the clipping norm
         self.TRAIN_DISTILLATION_LOSS_WEIGHT = 0.1   # with MODEL_DISTILLATION: frame loss = (1-w)*OHEM + w*KD
         self.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: teacher gets [0,1] RGB, binary mask, eval mode
+        self.TRAIN_EXTRA_LOSSES = {}          # more losses of training.losses.LOSSES by name → weight, added to the step's
         self.TRAIN_AMP = "off"                # off | bf16 | fp16 autocast (fp16 with a grad scaler); slow on CPU
         self.TRAIN_CHANNELS_LAST = False
         self.TRAIN_SEED = 0

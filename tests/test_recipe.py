@@ -14,8 +14,8 @@ import torch
 from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
+from training.build import build_trainer
 from training.losses import ohem_cross_entropy
-from training.trainer import Trainer
 from utils.distributed import DistInfo
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -76,7 +76,7 @@ def authors_reference_step(model, batch, planted, cfg):
 
 
 def run_step(cfg, batch, planted):
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     params = dict(parts.lsta.named_parameters())
     for name, grad in planted.items():
         params[name].grad = grad.clone()
@@ -90,7 +90,7 @@ def test_stage1_preset_is_the_authors_step_and_clean_differs(toy_root, tmp_path)
     cfg = preset_cfg("stage1", toy_root, tmp_path / "a")
     assert cfg.TRAIN_LOSS_LAST_FRAME_ONLY and cfg.TRAIN_AUTHORS_ENCODER_GRAD
     batch = fixed_batch(cfg)
-    reference_model = Trainer(cfg, CPU, LOG).lsta  # same seed → same initial weights as run_step's
+    reference_model = build_trainer(cfg, CPU, LOG).lsta  # same seed → same initial weights as run_step's
     planted = planted_encoder_grads(reference_model)
     before = copy.deepcopy(reference_model.state_dict())
     reference_model.train()
@@ -138,7 +138,7 @@ def test_stage2_presets_pair_with_their_stage1():
 def _update(cfg, batch, planted, amp):
     """The head's update vector and the clip coefficient of one step in eval mode (no dropout draws)."""
     cfg.set("TRAIN_AMP", amp)
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     params = dict(parts.lsta.named_parameters())
     for name, grad in planted.items():
         params[name].grad = grad.clone()
@@ -157,7 +157,7 @@ def test_mixed_precision_steps_follow_the_float32_step(toy_root, tmp_path, prese
     # must be unscaled too, or they swamp the clip norm and the head barely moves.
     cfg = preset_cfg(preset, toy_root, tmp_path)
     batch = fixed_batch(cfg)
-    planted = planted_encoder_grads(Trainer(cfg, CPU, LOG).lsta) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else {}
+    planted = planted_encoder_grads(build_trainer(cfg, CPU, LOG).lsta) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else {}
     reference, ref_coefficient = _update(cfg, batch, planted, "off")
     for amp in ("bf16", "fp16"):
         update, coefficient = _update(cfg, batch, planted, amp)

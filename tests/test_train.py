@@ -8,18 +8,18 @@ import cv2
 import pytest
 import torch
 
-from config import Config
+from config import Config, ConfigError
 from dataloaders.loader import build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first, read_training
 from networks.stm import STM
 from tests.conftest import ROOT, free_port
+from training.build import build_trainer
 from training.curves import read_scalars
 from training.launch import EXIT_STOPPED, train
 from training.losses import ohem_cross_entropy
 from training.run_record import CURVES, SCALARS
 from training.schedule import Schedule
-from training.trainer import Trainer
 from utils.checkpoint import read_checkpoint
 from utils.distributed import DistInfo
 
@@ -85,7 +85,7 @@ def test_small_steps_lower_the_loss_on_their_batch(toy_root, tmp_path):
     # Gradient descent with a small step lowers the objective it descends: a property of the
     # computation, not of one machine's trajectory (here ~30 % lower; asserted: 5 %).
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LR=2e-3, TRAIN_WARM_UP_STEPS=0, TRAIN_TOTAL_STEPS=1000)
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
     before = _batch_loss(parts, batch, cfg)
     for step in range(5):
@@ -95,7 +95,7 @@ def test_small_steps_lower_the_loss_on_their_batch(toy_root, tmp_path):
 
 def test_frozen_encoder_is_left_unchanged(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
     before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
     for step in (5, 6):
@@ -134,21 +134,23 @@ def test_distillation_with_random_teacher(toy_root, tmp_path):
         cfg = tiny_cfg(toy_root, tmp_path / str(as_designed), MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(path),
                        TRAIN_DISTILLATION_TEACHER_AS_DESIGNED=as_designed)
-        parts = Trainer(cfg, CPU, LOG)
-        assert parts.teacher.model.training is not as_designed
+        parts = build_trainer(cfg, CPU, LOG)
+        assert parts.losses.names == ["ohem", "distillation"]
+        teacher = parts.losses.terms[1][0].teacher
+        assert teacher.model.training is not as_designed
         result = parts.step(first_batch(cfg, parts), 5)
         assert result is not None and all(torch.isfinite(torch.tensor(result.losses)))
         assert parts.lsta.pred.weight.isfinite().all()
     missing = tiny_cfg(toy_root, tmp_path / "x", MODEL_DISTILLATION=True,
                        MODEL_DISTILLATION_PRETRAINED_TEACHER=str(tmp_path / "none.pth"))
     with pytest.raises(RuntimeError, match="none.pth.*MODEL_DISTILLATION False"):
-        Trainer(missing, CPU, LOG)
+        build_trainer(missing, CPU, LOG)
 
 
 def test_authors_loss_and_encoder_gradient_switches(toy_root, tmp_path):
     cfg = tiny_cfg(toy_root, tmp_path, TRAIN_LOSS_LAST_FRAME_ONLY=True, TRAIN_AUTHORS_ENCODER_GRAD=True,
                    MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True)
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     batch = first_batch(cfg, parts)
     parts.step(batch, 5)
     conv1 = parts.lsta.feature_extractor.backbone.conv1.weight
@@ -182,7 +184,7 @@ def test_torchrun_two_processes_gloo(toy_root, tmp_path):
 
 
 def _easy_and_hard_batch(cfg) -> dict:
-    parts = Trainer(cfg, CPU, LOG)
+    parts = build_trainer(cfg, CPU, LOG)
     batch = {k: v for k, v in first_batch(cfg, parts).items() if k != "meta"}
     # Sample 1's targets inverted: every pixel is hard there, few are in sample 0.
     batch["curr_label"] = [torch.stack([label[0], 1 - label[1]]) for label in batch["curr_label"]]
@@ -199,7 +201,7 @@ def test_the_loss_does_not_depend_on_how_the_batch_is_split(toy_root, tmp_path):
     results = {}
     for passes, per_pass in (("one pass", 0), ("two passes", 1)):
         cfg.set("TRAIN_MAX_BATCH_PER_PASS", per_pass)
-        parts = Trainer(cfg, CPU, LOG)
+        parts = build_trainer(cfg, CPU, LOG)
         parts.model.eval()
         result = parts.step(batch, 10)
         results[passes] = (result.losses, parts.lsta.state_dict())
@@ -275,7 +277,7 @@ def test_backbone_only_initial_file_never_leaves_random_frozen_parts(toy_root, t
     assert not checkpoints_newest_first(refused.DIR_CKPT)
     # "train": ASPP and decoder learn with the head; the loaded backbone stays as loaded.
     cfg = tiny_cfg(toy_root, tmp_path / "train", PRETRAIN_PARTIAL_ENCODER="train", **settings)
-    parts = Trainer(cfg, CPU, LOG, pretrained=path)
+    parts = build_trainer(cfg, CPU, LOG, pretrained=path)
     assert parts.trained_encoder_parts == ["aspp", "decoder"]
     before = {k: v.clone() for k, v in parts.lsta.state_dict().items()}
     parts.step(first_batch(cfg, parts), 1)
@@ -287,3 +289,35 @@ def test_backbone_only_initial_file_never_leaves_random_frozen_parts(toy_root, t
     assert train(cfg, CPU, stop_step=1) == EXIT_STOPPED
     assert json.load(open(os.path.join(cfg.DIR_RESULT, "run.json")))["trained_encoder_parts"] == ["aspp", "decoder"]
     assert train(cfg, CPU) == 0
+
+
+def test_a_new_loss_is_one_class_and_one_registry_line(toy_root, tmp_path, monkeypatch):
+    # What a maintainer writes: a FrameLoss in a file of its own, and one line in training.losses.LOSSES.
+    from training.losses import LOSSES, FrameLoss
+
+    class MeanForeground(FrameLoss):
+        name = "mean_foreground"
+
+        def __call__(self, outputs, batch):
+            return [torch.softmax(logits.float(), 1)[:, 1].flatten(1).mean(1) for logits in outputs]
+
+    monkeypatch.setitem(LOSSES, "mean_foreground", MeanForeground)
+    cfg = tiny_cfg(toy_root, tmp_path, TRAIN_EXTRA_LOSSES={"mean_foreground": 0.5}, MODEL_TRAIN_ENCODER=False,
+                   MODEL_FREEZE_BN=True).validate()
+    plain = build_trainer(tiny_cfg(toy_root, tmp_path, MODEL_TRAIN_ENCODER=False, MODEL_FREEZE_BN=True), CPU, LOG)
+    extra = build_trainer(cfg, CPU, LOG)
+    assert extra.losses.names == ["ohem", "mean_foreground"]
+    batch = first_batch(cfg, extra)
+    part = {k: v for k, v in batch.items() if k != "meta"}
+    plain.model.eval()
+    extra.model.eval()
+    with torch.no_grad():
+        base, _ = plain.frame_losses(part)
+        total, _ = extra.frame_losses(part)
+        outputs = extra.model(part["ref_img"], part["prev_img"], part["curr_img"])
+        added = MeanForeground()(outputs, part)
+    for b, t, a in zip(base, total, added):
+        assert torch.allclose(t, b + 0.5 * a)
+    # An unknown name is a config error naming the key.
+    with pytest.raises(ConfigError, match="TRAIN_EXTRA_LOSSES"):
+        tiny_cfg(toy_root, tmp_path, TRAIN_EXTRA_LOSSES={"no_such_loss": 1.0}).validate()

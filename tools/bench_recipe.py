@@ -21,7 +21,7 @@ from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
-from training.trainer import Trainer
+from training.build import build_trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger
 
@@ -39,7 +39,7 @@ def run_recipe(name: str, data: str, steps: int) -> list[dict]:
                        **RECIPES[name]}.items():
         cfg.set(key, value)
     cfg.validate()
-    parts = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_recipe", None))
+    parts = build_trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_recipe", None))
     loader, sampler = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
     torch.manual_seed(cfg.TRAIN_SEED)
     parts.model.train()

@@ -20,7 +20,7 @@ from config import Config
 from dataloaders.loader import build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
-from training.trainer import Trainer
+from training.build import build_trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger
 
@@ -28,7 +28,7 @@ from utils.logger import setup_logger
 def one_step(cfg: Config, batch: dict, per_pass: int, mode: str) -> tuple[float, torch.Tensor]:
     """(mean loss, the head's update vector) of one step in `mode`, in passes of `per_pass` samples."""
     cfg.set("TRAIN_MAX_BATCH_PER_PASS", per_pass)
-    parts = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_split", None))
+    parts = build_trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_split", None))
     parts.model.train(mode != "eval")
     if mode == "train, no drop":
         for module in parts.model.modules():

@@ -40,7 +40,7 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
     from config import Config
     from dataloaders.loader import build_train_loader
     from dataloaders.train_datasets import build_train_dataset
-    from training.trainer import Trainer
+    from training.build import build_trainer
     from utils.distributed import init_distributed
     from utils.logger import setup_logger
     from utils.timing import now, peak_memory_mb
@@ -54,7 +54,7 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
                        **SETTINGS[name]["opts"]}.items():
         cfg.set(key, value)
     info = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
-    parts = Trainer(cfg, info, setup_logger("bench_train", None))
+    parts = build_trainer(cfg, info, setup_logger("bench_train", None))
     loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
     batch = next(iter(loader))
     parts.step(batch, 100)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from config import Config
 from networks.stm import STM
 from networks.weights import load_stm_teacher
 from utils.checkpoint import CheckpointError
@@ -18,11 +17,12 @@ class StmTeacher:
     train mode. TRAIN_DISTILLATION_TEACHER_AS_DESIGNED: [0,1] RGB, a binary mask, eval mode.
     """
 
-    def __init__(self, cfg: Config, device: torch.device, model: STM | None = None) -> None:
-        self.as_designed = cfg.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED
+    def __init__(self, path: str, as_designed: bool, device: torch.device, model: STM | None = None) -> None:
+        """The STM teacher of the weights at `path` (MODEL_DISTILLATION_PRETRAINED_TEACHER), or `model` as given;
+        `as_designed`: TRAIN_DISTILLATION_TEACHER_AS_DESIGNED."""
+        self.as_designed = as_designed
         if model is None:
             model = STM()
-            path = cfg.MODEL_DISTILLATION_PRETRAINED_TEACHER
             try:
                 load_stm_teacher(model, path)
             except CheckpointError as err:

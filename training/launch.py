@@ -22,6 +22,7 @@ from dataloaders.loader import build_train_loader
 from dataloaders.sampler import EpochSampler
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first
+from training.build import build_trainer
 from training.hooks import default_hooks
 from training.run_record import (
     CURVES,
@@ -148,7 +149,7 @@ def _build(cfg: Config, info: DistInfo, run: RunContext) -> tuple[Trainer, int, 
     folder, log = run.folder, run.log
     found = run.checkpointer.load_newest() if cfg.TRAIN_AUTO_RESUME else None
     if found is not None:
-        trainer = Trainer(cfg, info, log, encoder_parts=folder.read_record().get("trained_encoder_parts", []))
+        trainer = build_trainer(cfg, info, log, encoder_parts=folder.read_record().get("trained_encoder_parts", []))
         start_step, rng = trainer.load_state_dict(found)
         run.summary.changed_settings = changed_settings(found.config, cfg.to_dict())
         if run.summary.changed_settings:
@@ -157,7 +158,7 @@ def _build(cfg: Config, info: DistInfo, run: RunContext) -> tuple[Trainer, int, 
                         f"was saved with: {changes}")
         return trainer, start_step, rng
     source = pretrained_source(cfg.PRETRAIN_MODEL) if cfg.PRETRAIN else None
-    trainer = Trainer(cfg, info, log, pretrained=source and source["path"])
+    trainer = build_trainer(cfg, info, log, pretrained=source and source["path"])
     if info.is_main:
         folder.write_record(initialised_from=source, trained_encoder_parts=trainer.trained_encoder_parts)
     return trainer, cfg.TRAIN_START_STEP, None

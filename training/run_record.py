@@ -6,8 +6,8 @@
   what the run was initialised from (path, step and content hash of a file or earlier stage).
 - `summary.json`: the run's state for tools and tests (step, losses, timings, how it ended).
 - `ckpt/save_step_<N>.pth`: the weights and the Trainer's training state (networks/checkpoints.py
-  lays the file out), written atomically; the newest that loads is resumed, damaged ones are skipped, only verified-loadable
-  ones are pruned. Only the process holding the lock saves, prunes or removes stale temporaries.
+  lays the file out), written atomically; the newest that loads is resumed, damaged ones are
+  skipped, only verified-loadable ones are pruned. Only the process holding the lock saves, prunes or removes stale temporaries.
 """
 from __future__ import annotations
 

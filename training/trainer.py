@@ -1,14 +1,13 @@
-"""The Trainer: built once from the config, it owns the model, optimiser, scaler and teacher.
+"""The Trainer steps: it owns the model, optimiser, scaler and losses that training/build.py made for it.
 
-    trainer = Trainer(cfg, world, log)                 # or with pretrained=PATH
+    trainer = build_trainer(cfg, world, log)           # training/build.py; or with pretrained=PATH
     result = trainer.step(batch, step)                 # one update; None when not finite
     trainer.run(batches, start_step, hooks)            # a plain loop, hooks for everything else
     state = trainer.training_state()                   # optimiser, scaler, RNG: networks.checkpoints saves it
     start_step, rng = trainer.load_state_dict(read_training(path))
 
-Every setting a step needs is resolved into a field when the Trainer is built; `step` reads no
-config. The loop is in `run`; logging, TensorBoard, checkpoints and stop requests are hooks
-(training/hooks.py).
+Every setting a step needs is a field of StepSettings; the Trainer reads no config. The loop is
+in `run`; logging, TensorBoard, checkpoints and stop requests are hooks (training/hooks.py).
 """
 from __future__ import annotations
 
@@ -21,16 +20,14 @@ import torch
 from torch import nn
 
 from config import Config
-from networks.checkpoints import LstaCheckpoint, read_lsta
-from networks.lsta import LSTA, ModelArgs
-from networks.weights import PRETRAINED_WHAT, load_pretrained, model_args_for
-from training.distillation import StmTeacher
-from training.losses import batch_iou, distillation_kl, ohem_cross_entropy
+from networks.checkpoints import LstaCheckpoint
+from networks.lsta import LSTA
+from training.losses import LossComputer, batch_iou
 from training.schedule import Schedule
-from utils.checkpoint import CheckpointError, LoadReport
+from utils.checkpoint import CheckpointError
 from utils.distributed import DistInfo, all_true, gather_objects
-from utils.errors import SettingError, UserError
-from utils.rng import rng_state, seed_everything
+from utils.errors import UserError
+from utils.rng import rng_state
 from utils.timing import now
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -56,20 +53,34 @@ class StepResult:
 class StepSettings:
     """What a step does, resolved from the config once."""
     last_frame_only: bool         # TRAIN_LOSS_LAST_FRAME_ONLY: the authors' objective
-    distillation_weight: float    # TRAIN_DISTILLATION_LOSS_WEIGHT
-    teacher_as_designed: bool     # TRAIN_DISTILLATION_TEACHER_AS_DESIGNED
     clip_norm: float              # TRAIN_CLIP_GRAD_NORM
     channels_last: bool           # TRAIN_CHANNELS_LAST
     max_nonfinite: int            # TRAIN_MAX_NONFINITE
     total_steps: int              # TRAIN_TOTAL_STEPS (steps 0..total inclusive)
     global_batch: int             # TRAIN_BATCH_SIZE
+    rank_batch: int               # this process's share of the batch
+    pass_size: int                # samples per forward/backward pass (TRAIN_MAX_BATCH_PER_PASS)
+    amp: str                      # TRAIN_AMP: off | bf16 | fp16
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "StepSettings":
-        """The step's settings from `cfg`."""
-        return cls(cfg.TRAIN_LOSS_LAST_FRAME_ONLY, cfg.TRAIN_DISTILLATION_LOSS_WEIGHT,
-                   cfg.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED, cfg.TRAIN_CLIP_GRAD_NORM, cfg.TRAIN_CHANNELS_LAST,
-                   cfg.TRAIN_MAX_NONFINITE, cfg.TRAIN_TOTAL_STEPS, cfg.TRAIN_BATCH_SIZE)
+    def from_config(cls, cfg: Config, world_size: int) -> "StepSettings":
+        """The step's settings from `cfg`, for `world_size` processes."""
+        rank_batch = cfg.TRAIN_BATCH_SIZE // world_size
+        return cls(cfg.TRAIN_LOSS_LAST_FRAME_ONLY, cfg.TRAIN_CLIP_GRAD_NORM, cfg.TRAIN_CHANNELS_LAST,
+                   cfg.TRAIN_MAX_NONFINITE, cfg.TRAIN_TOTAL_STEPS, cfg.TRAIN_BATCH_SIZE, rank_batch,
+                   min(rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or rank_batch), cfg.TRAIN_AMP)
+
+
+@dataclass
+class TrainerParts:
+    """What a Trainer works with, made by training/build.py."""
+    model: LSTA
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    losses: LossComputer
+    clip_params: list[nn.Parameter]          # clipped together (the authors': every parameter with a gradient)
+    outside_optimizer: list[nn.Parameter]    # clipped but not optimised: the authors' frozen encoder
+    trained_encoder_parts: list[str]         # encoder parts trained although the encoder is frozen
 
 
 @dataclass
@@ -99,50 +110,17 @@ class HookBase:
 
 
 class Trainer:
-    """Model, optimiser, scaler and teacher for one process; `step`, `run`, `state_dict`."""
+    """Model, optimiser, scaler and losses of one process; `step`, `run`, `training_state`."""
 
-    def __init__(self, cfg: Config, world: DistInfo, log: logging.Logger, pretrained: str | None = None,
-                 encoder_parts: Sequence[str] = ()) -> None:
-        if cfg.TRAIN_BATCH_SIZE % world.world_size:
-            raise SettingError(f"TRAIN_BATCH_SIZE {cfg.TRAIN_BATCH_SIZE} is not divisible by the "
-                               f"{world.world_size} processes")
+    def __init__(self, parts: TrainerParts, settings: StepSettings, schedule: Schedule, world: DistInfo,
+                 log: logging.Logger) -> None:
         self.world, self.device, self.log = world, world.device, log
-        self.settings = StepSettings.from_config(cfg)
-        self.schedule = Schedule.from_config(cfg)
-        self.rank_batch = cfg.TRAIN_BATCH_SIZE // world.world_size
-        self.pass_size = min(self.rank_batch, cfg.TRAIN_MAX_BATCH_PER_PASS or self.rank_batch)
-        self.amp = cfg.TRAIN_AMP
-        if self.amp != "off" and self.device.type != "cuda":
-            log.warning(f"TRAIN_AMP {self.amp} on {self.device}: autocast works there but is slower than float32")
-        seed_everything(cfg.TRAIN_SEED)  # the same initial weights on every rank
-        # An LSTA checkpoint to start from (stage 2) records its architecture: the model is built so.
-        source = read_lsta(pretrained, PRETRAINED_WHAT) if pretrained else None  # read once, used twice
-        args = model_args_for(source.model_args, cfg, pretrained) if source else ModelArgs.from_config(cfg)
-        model = LSTA(args, cfg.MODEL_TRAIN_ENCODER, encoder_grad=cfg.TRAIN_AUTHORS_ENCODER_GRAD)
-        if source:
-            report = load_pretrained(model, pretrained, source.content)
-            encoder_parts = list(encoder_parts) + _uninitialised_encoder_parts(cfg, report, log)
-        model.train_encoder_parts(list(encoder_parts))
-        self.trained_encoder_parts = sorted(set(encoder_parts))
-        model = model.to(self.device)
-        if self.settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model: nn.Module = model  # LSTA, or DistributedDataParallel around it (wrap_distributed)
-        # The authors' optimiser: every trainable parameter outside the encoder (LTM.w is fixed),
-        # one lr and weight decay for all; the encoder joins with MODEL_TRAIN_ENCODER, and those of
-        # its parts no pretrained file initialised with PRETRAIN_PARTIAL_ENCODER "train".
-        trained = tuple(f"feature_extractor.{name}." for name in encoder_parts)
-        trainable = [p for n, p in model.named_parameters() if p.requires_grad and (
-            cfg.MODEL_TRAIN_ENCODER or not n.startswith("feature_extractor.") or n.startswith(trained))]
-        self.optimizer = torch.optim.SGD(trainable, lr=cfg.TRAIN_LR, momentum=cfg.TRAIN_MOMENTUM,
-                                         nesterov=True, weight_decay=cfg.TRAIN_WEIGHT_DECAY)
-        # TRAIN_AUTHORS_ENCODER_GRAD: the frozen encoder is back-propagated through, its gradients are
-        # never zeroed (zero_grad only sees the optimiser's parameters) and they count in the clip norm.
-        self.clip_params = list(model.parameters()) if cfg.TRAIN_AUTHORS_ENCODER_GRAD else trainable
-        in_optimizer = {id(p) for p in trainable}
-        self.outside_optimizer = [p for p in self.clip_params if id(p) not in in_optimizer]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
-        self.teacher = StmTeacher(cfg, self.device) if cfg.MODEL_DISTILLATION else None
+        self.settings, self.schedule = settings, schedule
+        self.rank_batch, self.pass_size, self.amp = settings.rank_batch, settings.pass_size, settings.amp
+        self.model: nn.Module = parts.model  # LSTA, or DistributedDataParallel around it (wrap_distributed)
+        self.optimizer, self.scaler, self.losses = parts.optimizer, parts.scaler, parts.losses
+        self.clip_params, self.outside_optimizer = parts.clip_params, parts.outside_optimizer
+        self.trained_encoder_parts = parts.trained_encoder_parts
 
     @property
     def lsta(self) -> LSTA:
@@ -206,24 +184,12 @@ class Trainer:
         return StepResult(losses, ious, float(grad_norm))
 
     def frame_losses(self, part: dict) -> tuple[list[torch.Tensor], list[float]]:
-        """Per current frame: the per-sample loss (samples,) and the batch IoU of one pass."""
+        """Per current frame: the per-sample loss (samples,), the named losses summed, and one pass's batch IoU."""
         dtype = AMP_DTYPES.get(self.amp)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             outputs = self.model(part["ref_img"], part["prev_img"], part["curr_img"])
-        as_designed = self.settings.teacher_as_designed
-        teacher_prev, teacher_mask = part["prev_img"], part["prev_label" if as_designed else "prev_ids"]
-        losses, ious = [], []
-        for i, logits in enumerate(outputs):
-            target = part["curr_label"][i][:, 0].long()
-            loss = ohem_cross_entropy(logits, target)
-            if self.teacher is not None:
-                teacher_logits = self.teacher.logits(teacher_prev, teacher_mask, part["curr_img"][i])
-                w = self.settings.distillation_weight
-                loss = (1 - w) * loss + w * distillation_kl(logits, teacher_logits)
-                teacher_prev = part["curr_img"][i]
-                teacher_mask = part["curr_label" if as_designed else "curr_ids"][i]
-            losses.append(loss)
-            ious.append(batch_iou(logits.detach(), target))
+        losses = self.losses.total(self.losses(outputs, part))
+        ious = [batch_iou(logits.detach(), part["curr_label"][i][:, 0].long()) for i, logits in enumerate(outputs)]
         return losses, ious
 
     def _slice(self, value, start: int, end: int):
@@ -339,23 +305,6 @@ class Trainer:
         if state.nonfinite_in_row >= self.settings.max_nonfinite:
             raise DivergedError(f"{state.nonfinite_in_row} non-finite losses in a row at step {state.step}; "
                                 f"lower TRAIN_LR or check the data")
-
-
-def _uninitialised_encoder_parts(cfg: Config, report: LoadReport, log: logging.Logger) -> list[str]:
-    """Encoder parts (aspp, decoder) a pretrained file left at random: to train, or a one-line error."""
-    parts = sorted({n.split(".")[1] for n in report.missing
-                    if n.startswith("feature_extractor.") and not n.endswith("num_batches_tracked")})
-    if not parts or cfg.MODEL_TRAIN_ENCODER:  # a trained encoder learns them anyway
-        return []
-    names = ", ".join(f"feature_extractor.{p}" for p in parts)
-    if cfg.PRETRAIN_PARTIAL_ENCODER == "error":
-        raise CheckpointError(f"PRETRAIN_MODEL {report.path} ({report.what}) leaves {names} uninitialised, and the "
-                              f"encoder is frozen: they would stay random; use CFBI's resnet101-deeplabv3p.pth.tar "
-                              f"(the file the authors' config names) or an LSTA checkpoint, or pass --opts "
-                              f"PRETRAIN_PARTIAL_ENCODER train to train them")
-    log.warning(f"PRETRAIN_MODEL {report.path} ({report.what}) leaves {names} uninitialised: they are trained "
-                f"(PRETRAIN_PARTIAL_ENCODER train); the rest of the encoder stays frozen")
-    return parts
 
 
 @dataclass

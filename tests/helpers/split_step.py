@@ -8,7 +8,7 @@ on which samples share a pass; rank 0 writes the updated weights and every rank'
 import sys
 
 from config import Config
-from training.trainer import Trainer
+from training.build import build_trainer
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.distributed import cleanup, gather_objects, init_distributed
 from utils.logger import setup_logger
@@ -20,7 +20,7 @@ def main() -> None:
     cfg.apply_preset("toy")
     cfg.apply_opts(opts)
     info = init_distributed("cpu")
-    parts = Trainer(cfg, info, setup_logger("split_step", None, info.is_main))
+    parts = build_trainer(cfg, info, setup_logger("split_step", None, info.is_main))
     parts.wrap_distributed()
     parts.model.eval()
     batch = read_checkpoint(batch_path, "saved batch")

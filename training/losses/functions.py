@@ -1,4 +1,4 @@
-"""Training losses: OHEM cross-entropy and the distillation KL term, per sample, as the authors define them.
+"""The loss functions: OHEM cross-entropy and the distillation KL term per sample, as the authors define them; batch IoU.
 
 The authors trained one sample per GPU, so each of their losses covered one sample. Computing
 them per sample keeps that meaning whatever the split of a batch over passes and processes.
