@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import torch
@@ -48,21 +49,34 @@ def _exit_when_gone(pid: int) -> None:
             os._exit(0)
 
 
-def build_train_loader(dataset: Dataset, cfg: Config, batch_size: int, rank: int = 0,
+@dataclass(frozen=True)
+class LoaderSettings:
+    """The loader's seed, worker count and whether batches are pinned for a GPU."""
+    seed: int           # TRAIN_SEED
+    workers: int        # DATA_WORKERS
+    pin_memory: bool    # DEVICE is a GPU
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "LoaderSettings":
+        """The loader a Config describes."""
+        return cls(cfg.TRAIN_SEED, cfg.DATA_WORKERS, str(cfg.DEVICE).startswith("cuda"))
+
+
+def build_train_loader(dataset: Dataset, settings: LoaderSettings, batch_size: int, rank: int = 0,
                        world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
     """A loader of `batch_size` samples per step for this rank, and its sampler (set_position to resume)."""
-    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, seed=cfg.TRAIN_SEED)
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, seed=settings.seed)
     if len(sampler) < batch_size:
         raise DataError(f"training set has {len(dataset)} samples, fewer than {batch_size * world_size} "
                          f"(one global batch); raise DATA_DAVIS_REPEAT or lower TRAIN_BATCH_SIZE")
-    workers = cfg.DATA_WORKERS
+    workers = settings.workers
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=str(cfg.DEVICE).startswith("cuda"), drop_last=True,
+                        pin_memory=settings.pin_memory, drop_last=True,
                         worker_init_fn=functools.partial(_worker_init, trainer_pid=os.getpid()),
                         persistent_workers=workers > 0,
                         multiprocessing_context=WORKER_START_METHOD if workers > 0 else None,
                         # Its own generator: creating an iterator must not draw from the global RNG
                         # (dropout's), or a resumed run would diverge from an uninterrupted one.
-                        generator=torch.Generator().manual_seed(cfg.TRAIN_SEED),
+                        generator=torch.Generator().manual_seed(settings.seed),
                         prefetch_factor=2 if workers > 0 else None)
     return loader, sampler

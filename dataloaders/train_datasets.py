@@ -55,18 +55,33 @@ def sample_frame_indices(rng: np.random.RandomState, length: int, num_current: i
     return prev, currents
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How samples are drawn: the seed, current frames per sample, reversal, bad samples, augmentation."""
+    seed: int                   # TRAIN_SEED
+    num_current: int            # DATA_CURR_SEQ_LEN
+    reverse: bool               # DATA_RANDOM_REVERSE_SEQ
+    skip_bad: bool              # DATA_SKIP_BAD_SAMPLES
+    augmentation: Augmentation  # DATA_RANDOMCROP, DATA_RANDOMFLIP, ...
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Sampling":
+        """The sampling a Config describes."""
+        return cls(cfg.TRAIN_SEED, cfg.DATA_CURR_SEQ_LEN, cfg.DATA_RANDOM_REVERSE_SEQ, cfg.DATA_SKIP_BAD_SAMPLES,
+                   Augmentation.from_config(cfg))
+
+
 class VideoTrainDataset(Dataset):
     """Samples of the authors' form from a list of videos; `__getitem__` takes index or (index, epoch)."""
 
-    def __init__(self, videos: list[Video], cfg: Config, max_gap: int, repeat: int = 1, name: str = "") -> None:
+    def __init__(self, videos: list[Video], sampling: Sampling, max_gap: int, repeat: int = 1,
+                 name: str = "") -> None:
         if not videos:
             raise DataError(f"{name or 'training set'}: no usable videos")
         self.videos, self.max_gap, self.repeat, self.name = videos, max_gap, repeat, name
-        self.seed = cfg.TRAIN_SEED
-        self.num_current = cfg.DATA_CURR_SEQ_LEN
-        self.reverse = cfg.DATA_RANDOM_REVERSE_SEQ
-        self.skip_bad = cfg.DATA_SKIP_BAD_SAMPLES
-        self.augmentation = Augmentation.from_config(cfg)
+        self.seed, self.num_current = sampling.seed, sampling.num_current
+        self.reverse, self.skip_bad = sampling.reverse, sampling.skip_bad
+        self.augmentation = sampling.augmentation
 
     def __len__(self) -> int:
         return len(self.videos) * self.repeat
@@ -214,14 +229,15 @@ def youtubevos_videos(root: str, single_object: bool = False) -> list[Video]:
 
 def build_train_dataset(cfg: Config) -> Dataset:
     """The concatenation of cfg.DATASETS ('davis2017', 'youtubevos')."""
-    parts = []
+    parts, sampling = [], Sampling.from_config(cfg)
     for name in cfg.DATASETS:
         if name == "davis2017":
             videos = davis2017_videos(cfg.DIR_DAVIS, "train", cfg.TRAIN_DATASET_FULL_RESOLUTION)
-            parts.append(VideoTrainDataset(videos, cfg, cfg.DATA_RANDOM_GAP_DAVIS, cfg.DATA_DAVIS_REPEAT, name))
+            parts.append(VideoTrainDataset(videos, sampling, cfg.DATA_RANDOM_GAP_DAVIS, cfg.DATA_DAVIS_REPEAT,
+                                           name))
         elif name == "youtubevos":
             videos = youtubevos_videos(cfg.DIR_YTB, cfg.DATA_SINGLE)
-            parts.append(VideoTrainDataset(videos, cfg, cfg.DATA_RANDOM_GAP_YTB, 1, name))
+            parts.append(VideoTrainDataset(videos, sampling, cfg.DATA_RANDOM_GAP_YTB, 1, name))
         else:
             raise DataError(f"unknown training set {name!r} in DATASETS; use 'davis2017' and/or 'youtubevos'")
     return parts[0] if len(parts) == 1 else ConcatVideoDatasets(parts)

@@ -10,8 +10,9 @@ from PIL import Image
 
 from config import Config
 from dataloaders.data_check import DataError, check_training_data
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.train_datasets import (
+    Sampling,
     Video,
     VideoTrainDataset,
     build_train_dataset,
@@ -63,7 +64,7 @@ def test_same_augmentation_on_every_frame(toy_root):
     videos = davis2017_videos(os.path.join(toy_root, "DAVIS"))
     frozen = Video("frozen", [videos[1].images[4]] * 8, [videos[1].masks[4]] * 8)
     cfg = toy_cfg(toy_root, DATA_RANDOMCROP=(97, 97), DATA_MIN_SCALE_FACTOR=0.9, DATA_MAX_SCALE_FACTOR=1.3)
-    dataset = VideoTrainDataset([frozen], cfg, max_gap=3, repeat=6)
+    dataset = VideoTrainDataset([frozen], Sampling.from_config(cfg), max_gap=3, repeat=6)
     for index in range(6):
         sample = dataset[(index, 0)]
         for image, ids in zip([sample["prev_img"], *sample["curr_img"]], [sample["prev_ids"], *sample["curr_ids"]]):
@@ -112,7 +113,7 @@ def test_samples_are_bit_identical_for_any_workers_and_resumable(toy_root):
 
     def batches(workers, epoch, start, count):
         cfg.set("DATA_WORKERS", workers)
-        loader, sampler = build_train_loader(dataset, cfg, batch_size=2)
+        loader, sampler = build_train_loader(dataset, LoaderSettings.from_config(cfg), batch_size=2)
         sampler.set_position(epoch, start)
         out = []
         for batch in loader:
@@ -127,7 +128,7 @@ def test_samples_are_bit_identical_for_any_workers_and_resumable(toy_root):
         assert all(torch.equal(x, y) for x, y in zip(main, batches(workers, 1, 0, 4)))
     resumed = batches(0, 1, 4, 2)  # skip two batches of two
     assert all(torch.equal(x, y) for x, y in zip(main[2:], resumed))
-    sampler = build_train_loader(dataset, cfg, 2)[1]
+    sampler = build_train_loader(dataset, LoaderSettings.from_config(cfg), 2)[1]
     sampler.set_position(1, 0)
     order = list(sampler)
     direct = dataset[order[0]]  # the dataset alone, in this process
@@ -137,8 +138,8 @@ def test_samples_are_bit_identical_for_any_workers_and_resumable(toy_root):
 def test_rank_shares_differ(toy_root):
     cfg = toy_cfg(toy_root)
     dataset = build_train_dataset(cfg)
-    _, s0 = build_train_loader(dataset, cfg, 2, rank=0, world_size=2)
-    _, s1 = build_train_loader(dataset, cfg, 2, rank=1, world_size=2)
+    _, s0 = build_train_loader(dataset, LoaderSettings.from_config(cfg), 2, rank=0, world_size=2)
+    _, s1 = build_train_loader(dataset, LoaderSettings.from_config(cfg), 2, rank=1, world_size=2)
     assert not set(s0) & set(s1)
 
 
@@ -184,7 +185,7 @@ def test_mask_size_and_truncated_image(damaged):
     Image.new("P", (50, 40)).save(video.masks[0])
     one = Video(seq, video.images[:1] * 3, video.masks[:1] * 3)
     with pytest.raises(ValueError, match="00000.png is 50x40 but its frame .*00000.jpg is 216x120"):
-        VideoTrainDataset([one], cfg, 3)[0]
+        VideoTrainDataset([one], Sampling.from_config(cfg), 3)[0]
     data = open(video.images[1], "rb").read()
     open(video.images[1], "wb").write(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated.*00001.jpg"):
@@ -203,10 +204,10 @@ def test_skip_bad_samples_option(damaged):
     bad = Video("bad", [broken] * 4, good.masks[:4])
     cfg = toy_cfg(damaged)
     with pytest.raises(ValueError, match="broken.jpg"):
-        VideoTrainDataset([bad, good], cfg, 3)[(0, 0)]
+        VideoTrainDataset([bad, good], Sampling.from_config(cfg), 3)[(0, 0)]
     cfg.set("DATA_SKIP_BAD_SAMPLES", True)
     with pytest.warns(UserWarning, match="broken.jpg"):
-        sample = VideoTrainDataset([bad, good], cfg, 3)[(0, 0)]
+        sample = VideoTrainDataset([bad, good], Sampling.from_config(cfg), 3)[(0, 0)]
     assert sample["meta"]["skipped_bad"] == 1 and sample["meta"]["video"] == good.name
 
 

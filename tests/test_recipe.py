@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from config import Config
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from training.build import build_trainer
 from training.losses import ohem_cross_entropy
@@ -37,7 +37,7 @@ def preset_cfg(preset: str, toy_root: str, tmp_path, **extra) -> Config:
 
 
 def fixed_batch(cfg: Config) -> dict:
-    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, cfg.TRAIN_BATCH_SIZE)
+    loader, _ = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), cfg.TRAIN_BATCH_SIZE)
     return {k: v for k, v in next(iter(loader)).items() if k != "meta"}
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from config import Config, ConfigError
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first, read_training
 from networks.stm import STM
@@ -52,7 +52,7 @@ def final_state(cfg: Config) -> dict:
 
 
 def first_batch(cfg: Config, parts) -> dict:
-    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
+    loader, _ = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), parts.rank_batch)
     return next(iter(loader))
 
 

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from config import Config
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
 
@@ -29,7 +29,7 @@ def main() -> None:
     print(f"{len(dataset)} samples of {cfg.DATA_CURR_SEQ_LEN + 2} frames at {cfg.DATA_RANDOMCROP}, from {data}")
     for workers in args.workers:
         cfg.set("DATA_WORKERS", workers)
-        loader, sampler = build_train_loader(dataset, cfg, batch_size=1)
+        loader, sampler = build_train_loader(dataset, LoaderSettings.from_config(cfg), batch_size=1)
         iterator = iter(loader)
         next(iterator)  # start the workers before timing
         start, count = time.perf_counter(), 0

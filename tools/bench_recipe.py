@@ -18,7 +18,7 @@ import tempfile
 import torch
 
 from config import Config
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
 from training.build import build_trainer
@@ -40,7 +40,7 @@ def run_recipe(name: str, data: str, steps: int) -> list[dict]:
         cfg.set(key, value)
     cfg.validate()
     parts = build_trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")), setup_logger("bench_recipe", None))
-    loader, sampler = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
+    loader, sampler = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), parts.rank_batch)
     torch.manual_seed(cfg.TRAIN_SEED)
     parts.model.train()
     rows, step, epoch = [], 0, 0

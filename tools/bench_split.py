@@ -17,7 +17,7 @@ import tempfile
 import torch
 
 from config import Config
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
 from training.build import build_trainer
@@ -53,7 +53,7 @@ def main() -> None:
                        "TRAIN_BATCH_SIZE": args.batch, "TRAIN_WARM_UP_STEPS": 0, "MODEL_TRAIN_ENCODER": False,
                        "MODEL_FREEZE_BN": True}.items():
         cfg.set(key, value)
-    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, args.batch)
+    loader, _ = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), args.batch)
     batch = next(iter(loader))
     print(f"toy model, batch {args.batch}: one pass vs passes of 1 sample")
     print(f"{'mode':<16s} {'loss rel. diff':>14s} {'update rel. diff':>16s}")

@@ -38,7 +38,7 @@ SETTINGS = {
 def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict:
     """Time `steps` train steps (after one warm-up) of one setting in this process."""
     from config import Config
-    from dataloaders.loader import build_train_loader
+    from dataloaders.loader import LoaderSettings, build_train_loader
     from dataloaders.train_datasets import build_train_dataset
     from training.build import build_trainer
     from utils.distributed import init_distributed
@@ -55,7 +55,7 @@ def run_setting(name: str, data: str, device: str, steps: int, amp: str) -> dict
         cfg.set(key, value)
     info = init_distributed(cfg.DEVICE, cfg.DEVICE_ID)
     parts = build_trainer(cfg, info, setup_logger("bench_train", None))
-    loader, _ = build_train_loader(build_train_dataset(cfg), cfg, parts.rank_batch)
+    loader, _ = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), parts.rank_batch)
     batch = next(iter(loader))
     parts.step(batch, 100)
     if info.device.type == "cuda":

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from config import Config
 from dataloaders.data_check import check_training_data
-from dataloaders.loader import build_train_loader
+from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.sampler import EpochSampler
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first
@@ -120,7 +120,8 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
         if rng is not None:
             set_rng_state(rng)
         trainer.wrap_distributed()
-        loader, sampler = build_train_loader(dataset, cfg, trainer.rank_batch, info.rank, info.world_size)
+        loader, sampler = build_train_loader(dataset, LoaderSettings.from_config(cfg), trainer.rank_batch, info.rank,
+                                             info.world_size)
         batches = _batches(loader, sampler, start_step, trainer.rank_batch, stop)
         options = {"log_every": cfg.TRAIN_LOG_STEP, "tensorboard": cfg.TRAIN_TBLOG, "tensorboard_dir": cfg.DIR_TB_LOG,
                    "scalars_every": cfg.TRAIN_TBLOG_STEP, "save_every": cfg.TRAIN_SAVE_STEP,
