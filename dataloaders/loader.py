@@ -1,6 +1,7 @@
 """DataLoader construction for training: seeded sampler, workers from a forkserver, pinned memory on CUDA."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -8,6 +9,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable, ContextManager, Iterator
 
 import cv2
 import torch
@@ -80,3 +82,20 @@ def build_train_loader(dataset: Dataset, settings: LoaderSettings, batch_size: i
                         generator=torch.Generator().manual_seed(settings.seed),
                         prefetch_factor=2 if workers > 0 else None)
     return loader, sampler
+
+
+def epoch_batches(loader: DataLoader, sampler: EpochSampler, start_step: int, rank_batch: int,
+                  starting: Callable[[], ContextManager] = contextlib.nullcontext) -> Iterator[dict]:
+    """Batches from step `start_step` on, epoch after epoch (a resumed run continues mid-epoch).
+
+    `starting()` is entered while the loader starts its workers (training ignores stop signals there).
+    """
+    epoch, offset = divmod(start_step, sampler.num_samples // rank_batch)
+    sampler.set_position(epoch, offset * rank_batch)
+    with starting():
+        batches = iter(loader)
+    while True:
+        yield from batches
+        epoch += 1
+        sampler.set_position(epoch, 0)
+        batches = iter(loader)

@@ -1,5 +1,6 @@
 """Shared fixtures: toy data made by the project's own tool, and the optional ../shared folder."""
 import os
+import shutil
 
 # pytest-xdist runs the files over several workers (pyproject's addopts). Each worker, and every process
 # a test starts, gets an equal share of the cores: PyTorch's OpenMP threads slow down many times over
@@ -13,8 +14,7 @@ import pytest
 from PIL import Image
 
 from dataloaders.toy_data import make_toy_data
-from utils.browser import CHROMIUM, launch_chromium
-from utils.net import free_port  # noqa: F401  (the tests' import of it)
+from tools.harness import CHROMIUM, launch_chromium
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,6 +61,14 @@ def toy_root(tmp_path_factory) -> str:
     """Toy data in both layouts, written once per test session."""
     root = str(tmp_path_factory.mktemp("toy"))
     make_toy_data(root, seed=0)
+    return root
+
+
+@pytest.fixture()
+def davis_copy(toy_root, tmp_path):
+    """A private copy of the toy DAVIS layout (tests edit its split file or frames)."""
+    root = tmp_path / "DAVIS"
+    shutil.copytree(os.path.join(toy_root, "DAVIS"), root)
     return root
 
 

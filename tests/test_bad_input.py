@@ -16,19 +16,21 @@ import pytest
 from config import RULES, Config, ConfigError, config_error_lines, load_config
 from dataloaders.data_check import DataError, check_training_data
 from dataloaders.train_datasets import build_train_dataset
+from evaluation.benchmark_run import score_only
+from evaluation.benchmarks import BENCHMARKS, DatasetOptions
+from evaluation.options import ScoreOnlyRun
 from networks.checkpoints import checkpoints_newest_first
 from tests.conftest import ROOT
-from tests.test_train import CPU, summary, tiny_cfg
+from tests.helpers.builders import CPU, TOY_EVAL, summary, tiny_cfg
+from tests.helpers.runs import (
+    EVAL_TOY,
+    error_line,
+    eval_davis,
+    one_error_line,
+    run_script,
+)
 from training.launch import train
-
-TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
-
-
-def one_error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith(("error:", "config error:"))]
-    assert len(errors) == 1, stderr[-3000:]
-    return errors[0]
+from utils.errors import SettingError
 
 
 def files_under(folder) -> dict:
@@ -88,7 +90,7 @@ def test_bad_setting_from_the_command_line_writes_nothing(tmp_path):
         out = subprocess.run([sys.executable, entry, "--opts", "DIR_ROOT", str(tmp_path), "TRAIN_SEED", "-1"],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode != 0
-        assert "TRAIN_SEED -1" in one_error_line(out.stderr)
+        assert "TRAIN_SEED -1" in error_line(out.stderr)
     assert os.listdir(tmp_path) == []
 
 
@@ -177,29 +179,27 @@ def test_data_check_result_is_cached_until_a_file_changes(data_copy, tmp_path):
 
 # ---- evaluation ----
 
-def run_eval(*args, **kwargs):
-    return subprocess.run([sys.executable, "eval.py", "--preset", "toy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, **kwargs)
+
 
 
 def test_eval_uses_the_newest_checkpoint_of_the_experiment(toy_root, toy_weights, tmp_path):
     opts = ["--opts", "DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path), *TOY_EVAL]
-    out = run_eval("--exp_name", "mine", *opts)
-    assert out.returncode != 0 and "no checkpoint to evaluate" in one_error_line(out.stderr)
-    assert "mine" in one_error_line(out.stderr)
+    out = run_script(*EVAL_TOY, "--exp_name", "mine", *opts)
+    assert out.returncode != 0 and "no checkpoint to evaluate" in error_line(out.stderr)
+    assert "mine" in error_line(out.stderr)
     ckpt_dir = tmp_path / "log" / "mine" / "ckpt"
     ckpt_dir.mkdir(parents=True)
     shutil.copy(toy_weights, ckpt_dir / "save_step_7.pth")
-    out = run_eval("--exp_name", "mine", *opts)
+    out = run_script(*EVAL_TOY, "--exp_name", "mine", *opts)
     assert out.returncode == 0, out.stderr[-2000:]
     results = tmp_path / "log" / "mine" / "eval" / "davis2016-val" / "step_7"
     assert str(ckpt_dir / "save_step_7.pth") in out.stdout
     record = json.load(open(results / "config.json"))
     assert record["checkpoint"] == str(ckpt_dir / "save_step_7.pth")
     # Run again: the folder holds that run's results, so it is refused; --overwrite replaces them.
-    again = run_eval("--exp_name", "mine", *opts)
-    assert again.returncode != 0 and "--overwrite" in one_error_line(again.stderr)
-    assert run_eval("--exp_name", "mine", "--overwrite", *opts).returncode == 0
+    again = run_script(*EVAL_TOY, "--exp_name", "mine", *opts)
+    assert again.returncode != 0 and "--overwrite" in error_line(again.stderr)
+    assert run_script(*EVAL_TOY, "--exp_name", "mine", "--overwrite", *opts).returncode == 0
 
 
 def test_results_folder_of_someone_else_is_never_replaced(toy_root, toy_weights, tmp_path):
@@ -207,9 +207,9 @@ def test_results_folder_of_someone_else_is_never_replaced(toy_root, toy_weights,
     out_dir.mkdir()
     (out_dir / "notes.txt").write_text("mine")
     for extra in ([], ["--overwrite"]):
-        out = run_eval("--ckpt_path", toy_weights, "--out", str(out_dir), *extra, "--opts", "DIR_DATA", toy_root,
-                       *TOY_EVAL)
-        assert out.returncode != 0 and str(out_dir) in one_error_line(out.stderr)
+        out = run_script(*EVAL_TOY, "--ckpt_path", toy_weights, "--out", str(out_dir), *extra, "--opts", "DIR_DATA",
+                         toy_root, *TOY_EVAL)
+        assert out.returncode != 0 and str(out_dir) in error_line(out.stderr)
     assert os.listdir(out_dir) == ["notes.txt"]
 
 
@@ -224,13 +224,13 @@ def _frames_folder(folder, count, size):
 def test_own_video_bad_input(toy_weights, tmp_path):
     base = ["--ckpt_path", toy_weights, "--opts", *TOY_EVAL]
     # --max_side below what the network accepts.
-    out = run_eval("--video", _frames_folder(tmp_path / "ok", 3, (64, 48)), "--max_side", "10",
+    out = run_script(*EVAL_TOY, "--video", _frames_folder(tmp_path / "ok", 3, (64, 48)), "--max_side", "10",
                    "--out", str(tmp_path / "o1"), *base)
-    assert out.returncode != 0 and "--max_side 10" in one_error_line(out.stderr)
+    assert out.returncode != 0 and "--max_side 10" in error_line(out.stderr)
     # Frames too small.
     small = _frames_folder(tmp_path / "small", 3, (24, 24))
-    out = run_eval("--video", small, "--out", str(tmp_path / "o2"), *base)
-    line = one_error_line(out.stderr)
+    out = run_script(*EVAL_TOY, "--video", small, "--out", str(tmp_path / "o2"), *base)
+    line = error_line(out.stderr)
     assert out.returncode != 0 and "24x24" in line and "29" in line
     # A video damaged in the middle: masks of the good frames are kept, both counts are named.
     video = str(tmp_path / "clip.mp4")
@@ -241,12 +241,12 @@ def test_own_video_bad_input(toy_weights, tmp_path):
         writer.write(frame)
     writer.release()
     _garble(video)
-    out = run_eval("--video", video, "--out", str(tmp_path / "o3"), *base)
-    line = one_error_line(out.stderr)
+    out = run_script(*EVAL_TOY, "--video", video, "--out", str(tmp_path / "o3"), *base)
+    line = error_line(out.stderr)
     assert out.returncode != 0 and "clip.mp4" in line and "of the 60" in line
     kept = len(os.listdir(tmp_path / "o3" / "masks"))
     assert 0 < kept < 60 and f"{kept} frames decoded" in line
-    out = run_eval("--video", video, "--accept_partial_video", "--out", str(tmp_path / "o4"), *base)
+    out = run_script(*EVAL_TOY, "--video", video, "--accept_partial_video", "--out", str(tmp_path / "o4"), *base)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(os.listdir(tmp_path / "o4" / "masks")) == kept
 
@@ -257,10 +257,10 @@ def test_failed_writes_in_eval_leave_no_empty_files(toy_root, toy_weights, tmp_p
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))  # every file write fails, as on a full disk
     out_dir = tmp_path / "res"
-    out = run_eval("--ckpt_path", toy_weights, "--out", str(out_dir), "--opts", "DIR_DATA", toy_root, *TOY_EVAL,
-                   preexec_fn=limit)
+    out = run_script(*EVAL_TOY, "--ckpt_path", toy_weights, "--out", str(out_dir), "--opts", "DIR_DATA", toy_root,
+                     *TOY_EVAL, preexec_fn=limit)
     assert out.returncode != 0
-    line = one_error_line(out.stderr)
+    line = error_line(out.stderr)
     assert "could not write" in line and str(out_dir) in line
     assert all(size > 0 for size in files_under(out_dir).values())
 
@@ -302,3 +302,27 @@ def test_demo_command_line_errors_are_one_line(toy_weights, tmp_path, flags, wor
         out = run_script("demo.py", "--preset", "toy", "--ckpt_path", toy_weights, *flags, "--opts", "DIR_ROOT",
                          str(tmp_path), timeout=180)
     assert words in error_of(out)
+
+
+def test_short_sequences_are_refused_before_inference(davis_copy, toy_weights, tmp_path):
+    seq = davis_copy / "JPEGImages" / "480p" / "toy-val-01"
+    for frame in sorted(os.listdir(seq))[2:]:
+        os.remove(seq / frame)
+        os.remove(davis_copy / "Annotations" / "480p" / "toy-val-01" / frame.replace(".jpg", ".png"))
+    line = one_error_line(eval_davis(davis_copy, toy_weights, tmp_path / "res"))
+    assert "'toy-val-01'" in line
+    assert not os.path.exists(tmp_path / "res")
+
+
+def test_score_only_with_nothing_to_score_is_an_error(toy_root, tmp_path):
+    # Before: "success" without reading the results folder.
+    cfg = Config()
+    cfg.set("DIR_YTB_EVAL", os.path.join(toy_root, "YTB", "valid"))
+    with pytest.raises(SettingError, match="nothing to score"):
+        score_only(cfg, ScoreOnlyRun(str(tmp_path), "youtubevos"))
+
+
+def test_empty_davis_split_is_one_line(davis_copy):
+    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text("\n")
+    with pytest.raises(DataError, match="lists no sequences"):
+        BENCHMARKS["davis2016"].read(str(davis_copy), DatasetOptions())

@@ -148,3 +148,46 @@ def test_saliency_drops_the_first_and_last_annotated_frames_of_a_sparse_video(tm
     # Dropping video frames 0 and 11 instead would have scored 1, 4, 7, 10: a different figure.
     wrong = sequence_saliency([(probs[t], (gts[t] * 255).astype(np.uint8)) for t in annotated])
     assert wrong["S"] != pytest.approx(expected["S"])
+
+
+H, W = 24, 32  # a ground-truth frame's size
+
+
+def _object(left: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    mask[4:20, left:left + 12] = 1
+    return mask
+
+
+def _write_gt(path, mask, encoding):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if encoding == "palette":
+        write_palette_png(str(path), mask)
+    elif encoding == "grey 0/255":
+        write_grey_png(str(path), mask * 255)
+    elif encoding == "grey 0/1":
+        write_grey_png(str(path), mask)
+    elif encoding == "alpha only":
+        rgba = np.zeros((H, W, 4), np.uint8)
+        rgba[..., 3] = mask * 255
+        Image.fromarray(rgba, "RGBA").save(path)
+
+
+@pytest.mark.parametrize("encoding", ["palette", "grey 0/255", "grey 0/1", "alpha only"])
+def test_ground_truth_encodings_score_alike(tmp_path, encoding):
+    from evaluation.datasets import EvalSequence
+    frames = 5
+    gts = {t: _object(2 + 3 * t) for t in range(frames)}
+    annotations = {}
+    for t, gt in gts.items():
+        path = tmp_path / "gt" / f"{t:05d}.png"
+        _write_gt(path, gt, encoding)
+        annotations[f"{t:05d}"] = str(path)
+        write_palette_png(str(tmp_path / "res" / "v" / f"{t:05d}.png"), gt)         # perfect masks
+        write_grey_png(str(tmp_path / "res" / PROBABILITIES / "v" / f"{t:05d}.png"), gt * 255)  # perfect maps
+    seq = EvalSequence("v", [str(tmp_path / f"{t:05d}.jpg") for t in range(frames)], annotations)
+    # Before: 0/1 saliency ground truth scored maxF 0.0 for perfect maps; alpha-only masks scored as empty.
+    jf = score(BENCHMARKS["davis2016"], [seq], str(tmp_path / "res"), "val")
+    assert jf.headline["J-Mean"] == 1.0 and jf.headline["F-Mean"] == 1.0
+    saliency = score(BENCHMARKS["visal"], [seq], str(tmp_path / "res"), "val")
+    assert saliency.headline["maxF"] == pytest.approx(1.0) and saliency.headline["MAE"] == 0.0

@@ -2,7 +2,6 @@
 import csv
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +13,9 @@ from evaluation.datasets import folder_sequences, video_folder_sequences
 from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import ROOT, davis_j_mean
+from tests.helpers.builders import TOY_EVAL
+from tests.helpers.runs import EVAL_TOY, run_script
 from utils.image_io import read_image
-
-TOY_EVAL = ["MODEL_MAX_MEM", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +27,7 @@ def toy_model():
     return LSTA.from_config(cfg).eval(), cfg
 
 
-def run_eval(*args):
-    return subprocess.run([sys.executable, "eval.py", "--preset", "toy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+
 
 
 def read_csv(path):
@@ -93,8 +90,8 @@ def test_every_benchmark_runs_end_to_end(toy_root, all_results):
 
 def test_youtube_objects_flat_layout_scores_like_the_nested_one(toy_root, toy_weights, all_results, tmp_path):
     out, _ = all_results
-    flat = run_eval("--dataset", "yto", "--root", os.path.join(toy_root, "YTO_flat"), "--ckpt_path", toy_weights,
-                    "--out", str(tmp_path / "flat"), "--opts", "DIR_DATA", toy_root, *TOY_EVAL)
+    flat = run_script(*EVAL_TOY, "--dataset", "yto", "--root", os.path.join(toy_root, "YTO_flat"), "--ckpt_path",
+                      toy_weights, "--out", str(tmp_path / "flat"), "--opts", "DIR_DATA", toy_root, *TOY_EVAL)
     assert flat.returncode == 0, flat.stderr[-3000:]
     nested = read_csv(out / "yto" / "step_7" / "per-class_results.csv")
     assert read_csv(tmp_path / "flat" / "per-class_results.csv") == nested
@@ -114,8 +111,8 @@ def test_fbms_skips_empty_ground_truth_and_reads_its_split(toy_root):
 def test_folder_of_videos(toy_root, toy_weights, tmp_path):
     sequences = video_folder_sequences(os.path.join(toy_root, "videos"))
     assert [(s.name, bool(s.video)) for s in sequences] == [("clip", True), ("frames", False)]
-    out = run_eval("--dataset", "folder", "--root", os.path.join(toy_root, "videos"), "--ckpt_path", toy_weights,
-                   "--out", str(tmp_path / "res"), "--overlays", "--opts", *TOY_EVAL)
+    out = run_script(*EVAL_TOY, "--dataset", "folder", "--root", os.path.join(toy_root, "videos"), "--ckpt_path",
+                     toy_weights, "--out", str(tmp_path / "res"), "--overlays", "--opts", *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("clip", "frames"):
         assert len(os.listdir(tmp_path / "res" / name)) == 8
@@ -133,7 +130,7 @@ def test_segmenter_in_memory_equals_eval_video(toy_root, toy_model, toy_weights,
     folder.mkdir()
     for t, frame in enumerate(frames):
         Image.fromarray(frame[..., ::-1]).save(folder / f"{t:05d}.png")  # lossless: the same pixels back
-    out = run_eval("--video", str(folder), "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"),
+    out = run_script(*EVAL_TOY, "--video", str(folder), "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"),
                    "--opts", *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
     model, cfg = toy_model

@@ -1,4 +1,5 @@
 import argparse
+import json
 import subprocess
 import sys
 
@@ -9,11 +10,16 @@ from torchvision.models import resnet101
 from torchvision.models.segmentation import deeplabv3_resnet101
 
 from config import Config
+from evaluation.results_folder import RECORD
+from inference.segmenter import VideoSegmenter
+from networks.checkpoints import save_lsta
 from networks.deeplab import DeepLab
 from networks.lsta import LSTA
 from networks.stm import STM
 from networks.weights import load_lsta_weights, load_pretrained, load_stm_teacher
 from tests.conftest import ROOT
+from tests.helpers.builders import TOY_EVAL
+from tests.helpers.runs import one_error_line, run_script
 from utils.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -136,3 +142,63 @@ def test_a_file_with_objects_is_refused_then_converted_once_on_trust(tmp_path):
     assert safe["epoch"] == 7 and "args" not in safe
     again = subprocess.run(tool + ["--trust", str(source)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "exists" in again.stderr  # never overwritten
+
+
+def _toy_checkpoint(path, backbone: str) -> str:
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.set("MODEL_BACKBONE", backbone)
+    torch.manual_seed(1)
+    model = LSTA.from_config(cfg)
+    save_lsta(str(path), model, step=3, config=cfg.to_dict())
+    return str(path)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_or_rebuilt(davis_copy, tmp_path):
+    r34 = _toy_checkpoint(tmp_path / "r34.pth", "resnet34")
+    # --preset toy asks for ResNet-18: before, 222 loaded, 80 unexpected, evaluated as ResNet-18.
+    out = run_script("eval.py", "--preset", "toy", "--ckpt_path", r34, "--out", str(tmp_path / "a"), "--opts",
+              "DIR_DAVIS", str(davis_copy), *TOY_EVAL)
+    line = one_error_line(out)
+    assert "resnet34" in line and "resnet18" in line and "MODEL_BACKBONE" in line
+    # Without a preset, the checkpoint's own record builds the model.
+    out = run_script("eval.py", "--ckpt_path", r34, "--out", str(tmp_path / "b"), "--opts", "DIR_DAVIS", str(davis_copy),
+              *TOY_EVAL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    settings = Config()
+    settings.set("TEST_BACKEND", "torch")  # inference settings only: the model is the checkpoint's
+    segmenter = VideoSegmenter.from_checkpoint(r34, settings)
+    assert segmenter.model.args.backbone == "resnet34"
+    # A state_dict of a larger backbone loaded into a smaller model: refused, naming both.
+    small = LSTA.from_config(_toy_cfg("resnet18"))
+    from networks.weights import load_lsta_weights
+    from utils.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="resnet34.*resnet18"):
+        load_lsta_weights(small, r34)
+    unrecorded = tmp_path / "bare.pth"
+    torch.save({"state_dict": LSTA.from_config(_toy_cfg("resnet34")).state_dict()}, unrecorded)
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_lsta_weights(small, str(unrecorded))
+
+
+def _toy_cfg(backbone):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.set("MODEL_BACKBONE", backbone)
+    return cfg
+
+
+def test_a_toy_checkpoint_evaluates_without_a_preset(toy_root, tmp_path):
+    # The checkpoint records its architecture, window and data: `eval.py --ckpt_path X` is enough.
+    cfg = _toy_cfg("resnet18")
+    cfg.apply_opts(["DIR_DATA", toy_root, "MODEL_MAX_MEM", "4"])
+    torch.manual_seed(2)
+    model = LSTA.from_config(cfg)
+    path = str(tmp_path / "save_step_300.pth")
+    save_lsta(path, model, step=300, config=cfg.to_dict())
+    # (TEST_BACKEND torch spares the test an ONNX export; the checkpoint alone picks the model and data.)
+    out = run_script("eval.py", "--ckpt_path", path, "--out", str(tmp_path / "res"), "--opts", "TEST_BACKEND", "torch")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "res" / RECORD).read_text())
+    assert record["model"]["backbone"] == "resnet18" and record["settings"]["DIR_DATA"] == toy_root
+    assert record["settings"]["MODEL_MAX_MEM"] == 4

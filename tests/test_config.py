@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import re
@@ -5,8 +6,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from config import PRESETS, Config, parse_value
+from config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    config_error_lines,
+    load_config,
+    parse_value,
+)
 from tests.conftest import ROOT
 
 
@@ -114,3 +123,43 @@ def test_every_key_is_read_by_something():
     unread = [key for key in Config().keys()
               if not re.search(rf"\.{key}\b|[\"']{key}[\"']", code) and not re.search(rf"\[[\"']{key}[\"']\]", scripts)]
     assert unread == []
+
+
+def _config_error(*, exp_name=None, opts=()) -> str:
+    args = argparse.Namespace(preset="toy", exp_name=exp_name, opts=list(opts), print_config=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(args)
+    return config_error_lines(err.value)
+
+
+@pytest.mark.parametrize("opts, key", [
+    (["PRETRAIN_PARTIAL_ENCODER", "bogus"], "PRETRAIN_PARTIAL_ENCODER"),
+    (["TRAIN_LR", "inf"], "TRAIN_LR"),
+    (["TRAIN_LR", "1e999"], "TRAIN_LR"),
+    (["TEST_DATASET_SPLIT", "../val"], "TEST_DATASET_SPLIT"),
+])
+def test_settings_rules(opts, key):
+    line = _config_error(opts=opts)
+    assert line.startswith(f"config error: {key}") and "\n" not in line
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b"])
+def test_exp_name_is_a_plain_name(name):
+    line = _config_error(exp_name=name)
+    assert line.startswith("config error: EXP_NAME") and "\n" not in line
+
+
+@pytest.mark.parametrize("key, value", [("DEVICE", 0), ("TRAIN_LR", "fast"), ("DATA_WORKERS", 1.5),
+                                        ("TRAIN_TBLOG", "yes"), ("DIR_DATA", 3)])
+def test_values_edited_into_config_py_are_checked_by_key(key, value):
+    from config import ConfigError
+    cfg = Config()
+    setattr(cfg, key, value)  # as if edited into config.py's defaults
+    with pytest.raises(ConfigError) as err:
+        cfg.validate()
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_config_error():
+    assert _config_error(opts=["DEVICE", "cuda"]).startswith("config error: DEVICE")

@@ -1,3 +1,4 @@
+import json
 import logging
 import os
 import shutil
@@ -26,7 +27,8 @@ from evaluation.datasets import davis_sequences
 from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from tests.conftest import shared_path
-from tests.test_lsta_model import small_cfg
+from tests.helpers.builders import CPU, small_cfg
+from training.launch import train
 from utils.image_io import read_image
 
 
@@ -272,3 +274,24 @@ def test_normalisation_is_the_authors_bit_for_bit(toy_root):
     # Channel order stays BGR: channel 0 is the image's first (blue) channel.
     blue = torch.from_numpy((image[..., 0] / 255 - 0.485) / 0.229).float()
     assert torch.allclose(ours[0], blue, atol=1e-6)
+
+
+def test_broken_youtubevos_layouts_are_one_line(toy_root, tmp_path):
+    ytb = tmp_path / "data" / "YTB" / "train"
+    shutil.copytree(os.path.join(toy_root, "YTB", "train"), ytb)
+    shutil.copytree(os.path.join(toy_root, "DAVIS"), tmp_path / "data" / "DAVIS")
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.apply_opts(["DIR_DATA", str(tmp_path / "data"), "DIR_ROOT", str(tmp_path), "TRAIN_TOTAL_STEPS", "1",
+                    "TRAIN_WARM_UP_STEPS", "0", "DATA_WORKERS", "0"])
+    meta = json.loads((ytb / "meta.json").read_text())
+    for broken in ({"no_videos": 1}, {"videos": []}, {"videos": {"v": {"objects": []}}}, "{not json"):
+        (ytb / "meta.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        assert train(cfg, CPU) == 1
+        error = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())["error"]
+        assert "meta.json" in error and "\n" not in error
+    # Without meta.json the videos are listed from Annotations/, where a stray file is not a video.
+    os.remove(ytb / "meta.json")
+    (ytb / "Annotations" / "stray.txt").write_text("not a video")
+    with pytest.warns(UserWarning, match="meta.json not found"):
+        assert [v.name for v in youtubevos_videos(str(ytb))] == sorted(meta["videos"])

@@ -15,8 +15,8 @@ from inference.segmenter import InferenceOptions, VideoSegmenter
 from inference.web_demo import DemoSettings, segment_upload
 from networks.weights import load_lsta
 from tests.conftest import ROOT
+from tools.harness import free_port, wait_for_http
 from utils.errors import DataError
-from utils.net import free_port, wait_for_http
 
 STATUS = "#status textarea"
 

@@ -1,7 +1,5 @@
 import csv
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,27 +10,11 @@ from PIL import Image
 from config import Config
 from inference.window import WindowSchedule
 from networks.lsta import LSTA
-from tests.conftest import ROOT, davis_j_mean
+from networks.reference import authors_schedule
+from tests.conftest import davis_j_mean
+from tests.helpers.builders import TOY_EVAL
+from tests.helpers.runs import EVAL_TOY, run_script
 from utils.image_io import read_image
-
-TOY_ARCH = ["MODEL_MAX_MEM", "4", "DATA_WORKERS", "0", "TEST_ENCODE_BATCH", "3"]
-
-
-def authors_schedule(model: LSTA, feats: list[torch.Tensor], size: int) -> dict[int, torch.Tensor]:
-    """The authors' schedule (docs/evaluation.md) transcribed literally, with the uncached inference step."""
-    n = len(feats)
-
-    def step(window, i):
-        others = window[:i] + window[i + 1:] if i >= 0 else window[:-1]
-        return model.segment(window[i], others[:-1], others[-1])
-
-    if n < size:
-        window = feats + [feats[-1]] * (size - n)
-        return {t: step(window, t) for t in range(n)}
-    out = {t: step(feats[:size], t) for t in range(size)}
-    for t in range(size, n):
-        out[t] = step(feats[t - size + 1:t + 1], -1)
-    return out
 
 
 @pytest.mark.parametrize("frames,size,batch", [(9, 4, 1), (9, 4, 3), (3, 5, 2), (1, 3, 1), (4, 4, 4)])
@@ -61,13 +43,12 @@ def _scheduled(model, batches, size):
     yield from schedule.finish()
 
 
-def run_eval(*args):
-    return subprocess.run([sys.executable, "eval.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
 
 
 def test_full_eval_on_toy_data(toy_root, toy_weights, tmp_path):
-    out = run_eval("--preset", "toy", "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"),
-                   "--opts", "DIR_DATA", toy_root, *TOY_ARCH)
+    out = run_script(*EVAL_TOY, "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"),
+                   "--opts", "DIR_DATA", toy_root, *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "J&F-Mean" in out.stdout and "FPS" in out.stdout and "encoder" in out.stdout
     davis = os.path.join(toy_root, "DAVIS")
@@ -84,14 +65,14 @@ def test_full_eval_on_toy_data(toy_root, toy_weights, tmp_path):
     assert float(rows[0]["J-Mean"]) == pytest.approx(davis_j_mean(tmp_path / "res", davis, ["toy-val-00", "toy-val-01"]),
                                                     rel=1e-12)
     # Scoring alone gives the same figures.
-    again = run_eval("--score_only", str(tmp_path / "res"), "--opts", "DIR_DAVIS", davis)
+    again = run_script("eval.py", "--score_only", str(tmp_path / "res"), "--opts", "DIR_DAVIS", davis)
     assert again.returncode == 0, again.stderr
     with open(tmp_path / "res" / "global_results-val.csv") as f:
         assert list(csv.DictReader(f)) == rows
 
 
 def test_missing_checkpoint_is_a_clear_error(toy_root, tmp_path):
-    out = run_eval("--preset", "toy", "--ckpt_path", str(tmp_path / "best_LSTA.pth"), "--opts", "DIR_DATA", toy_root)
+    out = run_script(*EVAL_TOY, "--ckpt_path", str(tmp_path / "best_LSTA.pth"), "--opts", "DIR_DATA", toy_root)
     assert out.returncode != 0 and "LSTA weights not found" in out.stderr and "best_LSTA.pth" in out.stderr
 
 
@@ -103,8 +84,8 @@ def test_own_video(toy_root, toy_weights, tmp_path):
     for frame in frames:
         writer.write(frame)
     writer.release()
-    out = run_eval("--preset", "toy", "--video", mp4, "--ckpt_path", toy_weights, "--out",
-                   str(tmp_path / "own"), "--max_side", "160", "--opts", *TOY_ARCH)
+    out = run_script(*EVAL_TOY, "--video", mp4, "--ckpt_path", toy_weights, "--out",
+                   str(tmp_path / "own"), "--max_side", "160", "--opts", *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
     masks = sorted(os.listdir(tmp_path / "own" / "masks"))
     overlays = sorted(os.listdir(tmp_path / "own" / "overlays"))
@@ -120,8 +101,8 @@ def test_own_video(toy_root, toy_weights, tmp_path):
     printed = out.stdout + out.stderr
     assert str(report / "index.html") in printed and str(tmp_path / "own" / "overlay.mp4") in printed
     # A folder of frames works the same way.
-    out = run_eval("--preset", "toy", "--video", seq, "--ckpt_path", toy_weights, "--out",
-                   str(tmp_path / "folder"), "--opts", *TOY_ARCH)
+    out = run_script(*EVAL_TOY, "--video", seq, "--ckpt_path", toy_weights, "--out",
+                   str(tmp_path / "folder"), "--opts", *TOY_EVAL)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(os.listdir(tmp_path / "folder" / "masks")) == 12
 
@@ -133,6 +114,6 @@ def test_own_video_folder_with_mixed_frame_sizes_is_a_clear_error(toy_root, toy_
     for i, name in enumerate(sorted(os.listdir(seq))[:6]):
         frame = read_image(os.path.join(seq, name))
         cv2.imwrite(str(folder / name), frame if i != 4 else frame[:100])
-    out = run_eval("--preset", "toy", "--video", str(folder), "--ckpt_path", toy_weights, "--out",
-                   str(tmp_path / "o"), "--opts", *TOY_ARCH)
+    out = run_script(*EVAL_TOY, "--video", str(folder), "--ckpt_path", toy_weights, "--out",
+                   str(tmp_path / "o"), "--opts", *TOY_EVAL)
     assert out.returncode != 0 and "frame 4 of" in out.stderr and "one size" in out.stderr

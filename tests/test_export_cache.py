@@ -156,7 +156,8 @@ def _other_weights(model):
 
 # The reported cases: each leaves an entry that must not be used as it is.
 EXPORT_SPOILERS = {
-    "encoder.onnx.data: every 4096th byte flipped": lambda f: _flip_every_4096th_byte(os.path.join(f, ENCODER_FILE + ".data")),
+    "encoder.onnx.data: every 4096th byte flipped":
+        lambda f: _flip_every_4096th_byte(os.path.join(f, ENCODER_FILE + ".data")),
     "encoder.onnx cut to 3000 bytes": lambda f: _truncate(os.path.join(f, ENCODER_FILE), 3000),
     "encoder.onnx.data cut to 1 MB": lambda f: _truncate(os.path.join(f, ENCODER_FILE + ".data"), 2 ** 20),
     "head.onnx cut to 500 bytes": lambda f: _truncate(os.path.join(f, HEAD_FILE), 500),
@@ -199,7 +200,8 @@ def test_a_damaged_export_is_rebuilt_and_segments_as_torch(pristine_cache, toy_m
     assert np.mean([np.mean(a.mask == b.mask) for a, b in pairs]) >= 0.9999
 
 
-def test_eval_with_a_flipped_export_scores_what_torch_scores(pristine_cache, toy_weights, toy_model, toy_root, tmp_path):
+def test_eval_with_a_flipped_export_scores_what_torch_scores(pristine_cache, toy_weights, toy_model, toy_root,
+                                                             tmp_path):
     key = weights_digest(toy_model)
     shutil.copytree(os.path.join(pristine_cache, key[:24]), tmp_path / "cache" / key[:24])
     _flip_every_4096th_byte(str(tmp_path / "cache" / key[:24] / (ENCODER_FILE + ".data")))

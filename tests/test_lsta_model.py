@@ -2,20 +2,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from config import Config
 from inference.backends.torch_backend import _channels_last
 from networks.lsta import LSTA
 from networks.sta import STA
 from tests.conftest import fixture
+from tests.helpers.builders import small_cfg
 from utils.checkpoint import read_checkpoint
-
-
-def small_cfg(**overrides) -> Config:
-    cfg = Config()
-    cfg.set("MODEL_BACKBONE", "resnet18")
-    for key, value in overrides.items():
-        cfg.set(key, value)
-    return cfg
 
 
 def _listing(path):

@@ -7,9 +7,11 @@ import shutil
 import pytest
 
 from config import ConfigError, load_config
+from evaluation.benchmarks import BENCHMARKS, DatasetOptions
 from evaluation.results_folder import MANIFEST, ResultsFolder
 from tests.helpers.builders import TOY_EVAL
-from tests.helpers.runs import one_error_line, run_script
+from tests.helpers.runs import eval_davis, files_under, one_error_line, run_script
+from utils.errors import DataError
 
 INJECTION = "x\nfile notes.txt\nfile y"
 
@@ -76,3 +78,37 @@ def test_no_name_adds_a_line_to_the_record_of_written_files(tmp_path):
     again.open("overwrite", {"checkpoint": "x"})
     again.close()
     assert sorted(os.listdir(tmp_path / "res")) == ["eval.json", "notes.txt"]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs_seq", "toy-val-00/../toy-val-01", "a/b", "..", "."])
+def test_a_listed_sequence_name_must_be_a_name(davis_copy, name):
+    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text(f"toy-val-00\n{name}\n")
+    with pytest.raises(DataError) as err:
+        BENCHMARKS["davis2016"].read(str(davis_copy), DatasetOptions())
+    assert repr(name) in str(err.value) and "val.txt" in str(err.value)
+
+
+def test_a_climbing_name_writes_nothing(davis_copy, toy_weights, tmp_path):
+    # Before: a name climbing out of the results folder wrote masks over the ground truth, then
+    # scored them against themselves (J 100.0, exit 0).
+    (davis_copy / "ImageSets" / "2016" / "val.txt").write_text("toy-val-00\n../../Annotations/480p/toy-val-00\n")
+    before = files_under(davis_copy)
+    line = one_error_line(eval_davis(davis_copy, toy_weights, tmp_path / "res"))
+    assert "val.txt" in line
+    assert files_under(davis_copy) == before  # ground truth untouched
+    assert not os.path.exists(tmp_path / "res") or not os.listdir(tmp_path / "res")
+
+
+def test_fbms_split_names_and_results_inside_the_data_are_refused(toy_root, toy_weights, tmp_path):
+    fbms = tmp_path / "FBMS"
+    shutil.copytree(os.path.join(toy_root, "FBMS"), fbms)
+    (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n../../../x\n")
+    with pytest.raises(DataError, match="'../../../x'"):
+        BENCHMARKS["fbms"].read(str(fbms), DatasetOptions())
+    # Results written into the folder the frames and ground truth are read from: refused.
+    (fbms / "ImageSets" / "test.txt").write_text("toyfbms01\n")
+    before = files_under(fbms)
+    out = run_script("eval.py", "--dataset", "fbms", "--ckpt_path", toy_weights, "--out", str(fbms / "Annotations"),
+              "--opts", "DIR_FBMS", str(fbms), *TOY_EVAL)
+    assert "overlaps" in one_error_line(out)
+    assert files_under(fbms) == before

@@ -22,7 +22,7 @@ from inference.segmenter import InferenceOptions, VideoSegmenter
 from networks.lsta import LSTA
 from networks.weights import load_lsta
 from tests.conftest import fixture
-from tests.test_lsta_model import small_cfg
+from tests.helpers.builders import small_cfg
 from utils.checkpoint import read_checkpoint
 from utils.errors import SettingError
 

@@ -14,11 +14,10 @@ import torch
 from config import Config
 from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.train_datasets import build_train_dataset
+from tests.helpers.builders import CPU
 from training.build import build_trainer
 from training.losses import ohem_cross_entropy
-from utils.distributed import DistInfo
 
-CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 LOG = logging.getLogger("tests")
 STEP = 500  # in the warm-up: lr = TRAIN_LR · 500 / 1000
 # The preset's training rules are kept; only the model and crop are shrunk to CPU size, the

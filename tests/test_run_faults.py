@@ -13,14 +13,15 @@ import time
 import pytest
 import torch
 
+from config import Config
 from networks.checkpoints import checkpoints_newest_first, read_training
 from networks.lsta import LSTA
 from tests.conftest import ROOT
-from tests.helpers.builders import preset_config
-from tests.test_train import CPU, TINY, summary, tiny_cfg
+from tests.helpers.builders import CPU, TINY, preset_config, summary, tiny_cfg
+from tests.helpers.runs import error_line, one_error_line, run_script
 from training.launch import EXIT_STOPPED, train
 from training.run_record import Checkpointer, RunFolder, RunFolderError
-from utils.checkpoint import UnsafeCheckpointError, read_checkpoint
+from utils.checkpoint import UnsafeCheckpointError, read_checkpoint, save_checkpoint
 
 
 def snapshot(folder) -> dict:
@@ -39,11 +40,6 @@ def cli(tmp_root, toy_root, *extra, steps=6, workers=0):
             "DIR_ROOT", str(tmp_root), "TRAIN_TOTAL_STEPS", str(steps), "DATA_WORKERS", str(workers)]
 
 
-def one_error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr[-2000:]
-    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1, stderr[-2000:]
-    return errors[0]
 
 
 # ---- stopping and resuming ----
@@ -145,7 +141,7 @@ def test_incompatible_rerun_is_refused_and_changes_nothing(toy_root, tmp_path):
     out = subprocess.run(cli(tmp_path, toy_root, steps=4) + ["DATA_CURR_SEQ_LEN", "3"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
-    line = one_error_line(out.stderr)
+    line = error_line(out.stderr)
     assert "DATA_CURR_SEQ_LEN 2 → 3" in line and "TRAIN_TOTAL_STEPS" not in line
     assert snapshot(cfg.DIR_RESULT) == before
     # --restart sets the earlier run aside (nothing deleted) and starts again.
@@ -214,7 +210,7 @@ def test_full_disk_at_save_keeps_the_last_checkpoint(toy_root, tmp_path):
         files = sorted(os.listdir(ckpt_dir))
         cause = "too large"
     assert out.returncode == 1, out.stderr[-2000:]
-    line = one_error_line(out.stderr)
+    line = error_line(out.stderr)
     assert "save_step_1.pth" in line and cause in line and "save_step_0.pth" in line
     assert files == ["save_step_0.pth"]  # the last good checkpoint, and no temporary file
     log = (run / "log" / "toy" / "train.log").read_text()
@@ -305,7 +301,7 @@ def test_malicious_files_run_nothing(toy_root, tmp_path):
                           "DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path / "eval")], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
-    assert "evil.pth refused" in one_error_line(out.stderr)
+    assert "evil.pth refused" in error_line(out.stderr)
     assert not Checkpointer(str(tmp_path), 1).is_loadable(evil)
     with pytest.raises(UnsafeCheckpointError, match="evil.pth refused"):
         read_checkpoint(evil, "weights")
@@ -366,3 +362,81 @@ def test_a_storm_of_sigterms_still_ends_with_status_3(toy_root, tmp_path):
     _, stderr = proc.communicate(timeout=300)
     assert sent > 1
     assert proc.returncode == EXIT_STOPPED, stderr[-2000:]
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to list a process tree")
+def test_loader_workers_end_when_the_trainer_is_killed(toy_root, tmp_path):
+    proc = subprocess.Popen([sys.executable, "train.py", "--preset", "toy", "--opts", "DIR_DATA", toy_root,
+                             "DIR_ROOT", str(tmp_path), "DATA_WORKERS", "2", "TRAIN_TOTAL_STEPS", "100000",
+                             "TRAIN_LOG_STEP", "1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    summary = tmp_path / "log" / "toy" / "summary.json"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # until the first step has run: workers are up
+            if summary.exists() and json.loads(summary.read_text() or "{}").get("history"):
+                break
+            time.sleep(0.2)
+        run_processes = _descendants(proc.pid)
+        assert len(run_processes) >= 2, "the run started no loader workers"
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(p) for p in run_processes):
+            time.sleep(0.2)
+        assert not [p for p in run_processes if _alive(p)]
+    finally:
+        for pid in _descendants(proc.pid) | {proc.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_an_unusable_run_folder_is_one_line_and_leaves_no_lock(toy_root, tmp_path):
+    (tmp_path / "log").write_text("a file where the log folder should be")
+    out = run_script("train.py", "--preset", "toy", "--opts", "DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path))
+    assert "log" in one_error_line(out)
+    assert sorted(os.listdir(tmp_path)) == ["log"]
+
+
+def test_resume_with_gradients_of_unknown_parameters_is_one_line(toy_root, tmp_path):
+    cfg = Config()
+    cfg.apply_preset("toy")
+    cfg.apply_opts(["DIR_DATA", toy_root, "DIR_ROOT", str(tmp_path), "TRAIN_TOTAL_STEPS", "2", "DATA_WORKERS", "0",
+                    "TRAIN_WARM_UP_STEPS", "0", "DATA_RANDOMCROP", "(65, 65)", "DATA_SHORT_EDGE_LEN", "70"])
+    assert train(cfg, CPU, stop_step=0) == 3
+    path = os.path.join(cfg.DIR_CKPT, "save_step_0.pth")
+    # A file whose saved encoder gradients name a parameter the model lacks.
+    content = {**read_training(path).content, "accumulated_grads": {"feature_extractor.not_a_layer.weight":
+                                                                    torch.zeros(3)}}
+    save_checkpoint(content, path)
+    assert train(cfg, CPU) == 1
+    error = json.loads((tmp_path / "log" / "toy" / "summary.json").read_text())["error"]
+    assert "not_a_layer" in error and "save_step_0.pth" in error and "\n" not in error

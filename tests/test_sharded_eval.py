@@ -14,10 +14,9 @@ import pytest
 from evaluation.datasets import EvalSequence
 from evaluation.results_folder import MANIFEST, RECORD
 from evaluation.sharding import shares
-from tests.conftest import ROOT, free_port
-
-TOY_EVAL = ["TEST_BACKEND", "torch", "MODEL_MAX_MEM", "4", "TEST_ENCODE_BATCH", "3"]
-
+from tests.conftest import ROOT
+from tests.helpers.builders import TOY_EVAL
+from tools.harness import free_port
 
 
 def _command(davis, weights, out, processes: int, *extra):

@@ -76,3 +76,60 @@ def test_no_sys_path_manipulation():
                  if any(isinstance(n, ast.Attribute) and n.attr == "path" and isinstance(n.value, ast.Name)
                         and n.value.id == "sys" for n in ast.walk(tree))]
     assert offenders == []
+
+
+def test_every_registered_tool_is_a_documented_command():
+    import importlib
+
+    from tools import BENCHMARKS, COMMANDS
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    listed = set(n[:-3] for n in os.listdir(os.path.join(ROOT, "tools")) if n.endswith(".py")) - {"__init__", "harness"}
+    assert listed == set(COMMANDS) | set(BENCHMARKS)  # every tool is registered, every entry is a file
+    for name in list(COMMANDS) + list(BENCHMARKS):
+        module = importlib.import_module(f"tools.{name}")
+        assert module.__doc__ and callable(module.main), name
+        assert f"tools.{name}" in readme, f"README does not show python -m tools.{name}"
+
+
+def test_settings_are_parsed_only_by_entry_points():
+    # Below the entry points, no argparse namespace: runs take option objects (evaluation/options.py).
+    offenders = []
+    for path, tree in _modules():
+        if path.split(os.sep)[0] in ROOMS and "argparse" in _imported(tree):
+            offenders.append(path)
+    assert offenders == []
+
+
+def test_checkpoints_are_written_and_read_in_one_place():
+    # torch.save / torch.load only in utils/checkpoint.py (and the explicit --trust load of convert_checkpoint).
+    allowed = {os.path.join("utils", "checkpoint.py"), os.path.join("tools", "convert_checkpoint.py")}
+    offenders = []
+    for path, tree in _modules():
+        if path in allowed or path.startswith("tests"):
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr in ("save", "load") and isinstance(node.value, ast.Name)
+                    and node.value.id == "torch"):
+                offenders.append(f"{path}:{node.lineno} torch.{node.attr}")
+    assert offenders == []
+
+
+def test_validated_settings_are_not_changed_below_the_entry_points():
+    # A Config reaches the rooms validated: they read it, they never set a key (Config.set, apply_*).
+    offenders = []
+    for path, tree in _modules():
+        if path.split(os.sep)[0] not in ROOMS:
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("set", "apply_opts", "apply_preset")
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("cfg", "config", "settings")):
+                offenders.append(f"{path}:{node.lineno}")
+    assert offenders == []
+
+
+def test_no_test_imports_another_test_file():
+    offenders = [f"{path} imports {module}" for path, tree in _modules() if path.startswith("tests")
+                 for module in _imported(tree) if module.startswith("tests.test_")]
+    assert offenders == []

@@ -13,7 +13,9 @@ from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first, read_training
 from networks.stm import STM
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.helpers.builders import CPU, TINY, summary, tiny_cfg
+from tools.harness import free_port
 from training.build import build_trainer
 from training.curves import read_scalars
 from training.launch import EXIT_STOPPED, train
@@ -21,28 +23,12 @@ from training.losses import ohem_cross_entropy
 from training.run_record import CURVES, SCALARS
 from training.schedule import Schedule
 from utils.checkpoint import read_checkpoint
-from utils.distributed import DistInfo
 
-CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 LOG = logging.getLogger("tests")
-TINY = ["DATA_RANDOMCROP", "(65, 65)", "DATA_CURR_SEQ_LEN", "2", "TRAIN_BATCH_SIZE", "2", "DATA_WORKERS", "0",
-        "TRAIN_LOG_STEP", "1", "TRAIN_WARM_UP_STEPS", "2", "DATA_SHORT_EDGE_LEN", "70"]
 
 
-def tiny_cfg(toy_root: str, tmp_path, **overrides) -> Config:
-    cfg = Config()
-    cfg.apply_preset("toy")
-    cfg.apply_opts(TINY)
-    cfg.set("DIR_DATA", toy_root)
-    cfg.set("DIR_ROOT", str(tmp_path))
-    for key, value in overrides.items():
-        cfg.set(key, value)
-    return cfg
 
 
-def summary(cfg: Config) -> dict:
-    with open(os.path.join(cfg.DIR_RESULT, "summary.json")) as f:
-        return json.load(f)
 
 
 def final_state(cfg: Config) -> dict:

@@ -18,10 +18,8 @@ import sys
 import tempfile
 import time
 
-from utils.browser import launch_chromium
-from utils.net import free_port, wait_for_http
+from tools.harness import ROOT, free_port, launch_chromium, wait_for_http
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE = "s => { const e = document.querySelector(s); return e && /^(done|error|damaged)/.test(e.value); }"
 
 

@@ -36,50 +36,27 @@ Timings are medians after a warm-up, CUDA-synchronised; random weights (the spee
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import torch
-import torch.nn.functional as F
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from config import Config
 from dataloaders.transforms import eval_size
+from inference.segmenter import default_encode_batch
 from networks.lsta import LSTA
-from utils.timing import now, peak_memory_mb
-
-
-def samples_in_turn(fns: dict, device: str, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each of `fns` (name → callable) in each repeat, after one warm-up call each, CUDA-synchronised.
-
-    The functions run in turn within each repeat, so that a shared machine's drifting load weighs on
-    all of them alike: compared figures come from interleaved runs, not from one run after another.
-    """
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = now(device)
-            fn()
-            times[name].append(now(device) - start)
-    return times
-
-
-def timed_in_turn(fns: dict, device: str, repeats: int) -> dict:
-    """Median seconds of each of `fns`, run in turn (samples_in_turn)."""
-    return {name: statistics.median(t) for name, t in samples_in_turn(fns, device, repeats).items()}
-
-
-def timed(fn, device: str, repeats: int) -> float:
-    """Median seconds of `fn()` after one warm-up call, CUDA-synchronised."""
-    return timed_in_turn({"fn": fn}, device, repeats)["fn"]
+from networks.reference import authors_encode, authors_segment, authors_sta
+from tools.harness import (
+    ROOT,
+    busy_neighbour,
+    run_cell,
+    samples_in_turn,
+    timed,
+    timed_in_turn,
+)
+from utils.timing import peak_memory_mb
 
 
 def model_for(backbone: str, device: str) -> LSTA:
@@ -87,36 +64,6 @@ def model_for(backbone: str, device: str) -> LSTA:
     cfg.set("MODEL_BACKBONE", backbone)
     torch.manual_seed(0)
     return LSTA.from_config(cfg).to(device).eval()
-
-
-def authors_sta(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-    """STA as the authors' code computes it (as we read it): unfold, bmm, softmax, bmm, fold."""
-    b, d, h, w = query.shape
-    q = F.unfold(query, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)  # (B,P,64,d)
-    k = F.unfold(key, 8, stride=4).view(b, d, 64, -1).permute(0, 3, 2, 1)
-    out = torch.softmax(q @ k.transpose(-1, -2) / d ** 0.5, dim=-1) @ k
-    return F.fold(out.permute(0, 3, 2, 1).reshape(b, d * 64, -1), (h, w), 8, stride=4)
-
-
-def authors_encode(model: LSTA, images: torch.Tensor) -> torch.Tensor:
-    """The encoder as the authors' code computes it: the decoder upsamples the ASPP map, concatenates, convolves."""
-    deeplab, decoder = model.feature_extractor, model.feature_extractor.decoder
-    x, low_level = deeplab.backbone(images)
-    low_level = decoder.relu(decoder.bn1(decoder.conv1(low_level)))
-    x = F.interpolate(deeplab.aspp(x), size=low_level.shape[2:], mode="bilinear", align_corners=True)
-    first = decoder.last_conv[0]
-    x = F.conv2d(torch.cat([x, low_level], dim=1), first.weight, first.bias, padding=first.padding)
-    for layer in list(decoder.last_conv)[1:]:
-        x = layer(x)
-    return x
-
-
-def authors_segment(model: LSTA, query: torch.Tensor, long_memory: list[torch.Tensor],
-                    short_memory: torch.Tensor) -> torch.Tensor:
-    """One query frame's logits the authors' way: every memory frame re-projected, their STA."""
-    long_keys = [model.projection_m(f) for f in long_memory]
-    ltm_out = model.LTM(model.projection_curr(query), long_keys)
-    return model.head(ltm_out, authors_sta(model.projection_curr_patch(query), model.projection_m(short_memory)))
 
 
 def sta_costs(height: int, width: int, device: str, repeats: int) -> dict:
@@ -176,10 +123,6 @@ def head_costs(model: LSTA, height: int, width: int, windows: list[int], device:
     return out
 
 
-BUSY_LOAD = ("import torch\ntorch.set_num_threads({threads})\na = torch.randn(1024, 1024)\n"
-             "while True:\n    a = (a @ a).tanh_()\n")
-
-
 def flops_of(fn) -> float:
     """Floating-point operations of one call of `fn` (torch's counter: convolutions and matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -236,16 +179,14 @@ def backend_table(args: argparse.Namespace) -> None:
     from inference.backends.onnxruntime_backend import OnnxRuntimeBackend
     from inference.options import InferenceOptions
     model = model_for(args.backbone, "cpu")
-    OnnxRuntimeBackend(model, InferenceOptions(onnx_cache=args.onnx_cache), torch.device("cpu"))  # exported once, untimed
+    # Exported once, outside the timings.
+    OnnxRuntimeBackend(model, InferenceOptions(onnx_cache=args.onnx_cache), torch.device("cpu"))
     print("| load | threads | way | encoder ms | head ms | frame ms | authors' frame ms | ours/authors (per repeat) | "
           "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for load in ("quiet", "busy"):
         for threads in (1, 2):
-            busy = None
-            if load == "busy":  # a second process computing on the same cores, as on a shared machine
-                busy = subprocess.Popen([sys.executable, "-c", BUSY_LOAD.format(threads=threads)],
-                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            busy = busy_neighbour(threads) if load == "busy" else None
             try:
                 for way in CPU_WAYS:
                     r = in_subprocess("--stream_run", way, args, threads)
@@ -280,16 +221,16 @@ def pipeline_options(device: str) -> list[dict]:
 def pipeline_table(args: argparse.Namespace) -> None:
     """Frames/s of the whole pipeline (decode, model, resize, mask PNG writing) and of the model alone."""
     import tempfile
-    import time
 
     import cv2
     import numpy as np
 
-    from inference.results import ResultWriter
+    from inference.results import ResultWriter, segment_and_write
     from inference.segmenter import InferenceOptions, VideoSegmenter
     from networks.weights import load_lsta
     from utils.image_io import read_image, video_frame_sources
     from utils.precision import set_float32_precision
+    from utils.timing import SectionTimer, now
     rng = np.random.RandomState(0)
     model = load_lsta(args.checkpoint, Config())[0] if args.checkpoint else model_for(args.backbone, args.device)
     torch.backends.cudnn.benchmark = True  # as evaluations run (each new input size is tuned once, in the warm-up)
@@ -315,39 +256,27 @@ def pipeline_table(args: argparse.Namespace) -> None:
             precision = chosen["precision"]
             if args.device == "cuda":
                 set_float32_precision(precision == "tf32")
-            calls: list[tuple[str, float, float]] = []  # (section, synchronised s, unsynchronised s)
-
-            @contextlib.contextmanager
-            def measure(name):
-                start, loose = now(args.device), time.perf_counter()
-                yield
-                loose_end = time.perf_counter()  # the authors read the clock without waiting for the GPU
-                calls.append((name, now(args.device) - start, loose_end - loose))
-
             options = InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache, **chosen)
             segmenter = VideoSegmenter(model, options, args.device)
             segmenter.warm_up(first)
             # Pass 1, as eval.py runs: reading, the model and the writing of mask PNGs overlapped.
-            masks = []
-            writer = ResultWriter(os.path.join(folder, "out", "masks"))
             start = now(args.device)
-            for frame in segmenter.segment(frames):
-                writer.write(f"{frame.index:05d}", frame)
-                masks.append(frame.mask)
-            writer.close()
+            masks = [frame.mask for frame in segment_and_write(segmenter, frames,
+                                                               ResultWriter(os.path.join(folder, "out", "masks")))]
             with_io = len(masks) / (now(args.device) - start)
             # Pass 2: each model call timed (synchronised, which stops the overlap) and as the authors timed it.
-            segmenter.measure = measure
+            timer = SectionTimer(args.device, keep_calls=True)
+            segmenter.measure = timer.measure
             for _ in segmenter.segment(frames):
                 pass
-            model_s = sum(s for name, s, _ in calls if name in ("encoder", "head"))
+            model_s = timer.seconds.get("encoder", 0.0) + timer.seconds.get("head", 0.0)
             # The authors' count, as we read their test script: unsynchronised, and the encoding of
             # frames 0..M-2 never counted (frame 0 counts as ~0 s). Encoder calls take encode_batch
             # frames each, so the uncounted frames' share of each call is left out.
             skip, per_call = args.windows[0] - 1, segmenter.encode_batch
-            encodes = [loose for name, _, loose in calls if name == "encoder"]
+            encodes = [loose for name, _, loose in timer.calls if name == "encoder"]
             uncounted = sum(t * min(per_call, max(skip - i * per_call, 0)) / per_call for i, t in enumerate(encodes))
-            authors_s = sum(loose for name, _, loose in calls if name in ("encoder", "head")) - uncounted
+            authors_s = sum(loose for name, _, loose in timer.calls if name in ("encoder", "head")) - uncounted
             reference = reference or masks
             agreement = float(np.mean([np.mean(a == b) for a, b in zip(reference, masks)]))
             flags = " | ".join({True: "yes", False: "no"}.get(chosen.get(key, False), chosen.get(key))
@@ -373,14 +302,11 @@ def memory_run(frames: int) -> dict:
 
 
 def in_subprocess(flag: str, value: int | str, args: argparse.Namespace, threads: int | None = None) -> dict:
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    out = subprocess.run([sys.executable, "-m", "tools.bench_model", flag, str(value), "--device", args.device,
-                          "--backbone", args.backbone, "--repeats", str(args.repeats), "--height", str(args.height),
-                          "--width", str(args.width), "--onnx_cache", args.onnx_cache,
-                          "--windows", *map(str, args.windows)], capture_output=True, text=True, cwd=ROOT, env=env)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """One cell of a table in its own process (tools.harness.run_cell)."""
+    return run_cell("tools.bench_model", [flag, str(value), "--device", args.device, "--backbone", args.backbone,
+                                          "--repeats", str(args.repeats), "--height", str(args.height), "--width",
+                                          str(args.width), "--onnx_cache", args.onnx_cache,
+                                          "--windows", *map(str, args.windows)], threads)
 
 
 def main() -> None:
@@ -444,7 +370,7 @@ def main() -> None:
         print(f"head, window {size}: {h['cached_ms']:.1f} ms/frame cached, {h['authors_ms']:.1f} ms/frame "
               f"re-projecting like the authors (x{h['authors_ms'] / h['cached_ms']:.2f})")
     print_sta(args)
-    default_batch = 4 if args.device == "cuda" else 1
+    default_batch = default_encode_batch(torch.device(args.device))
     encoder_ms = next((e["ms_per_frame"] for e in encoders if e["batch"] == default_batch), encoders[0]["ms_per_frame"])
     for size, h in heads.items():
         print(f"streaming, window {size}: {encoder_ms + h['cached_ms']:.0f} ms/frame (encoder batch "

@@ -12,7 +12,6 @@ Printed: the relative difference of the loss and of the head's update between th
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import torch
 
@@ -20,6 +19,7 @@ from config import Config
 from dataloaders.loader import LoaderSettings, build_train_loader
 from dataloaders.toy_data import ensure_toy_data
 from dataloaders.train_datasets import build_train_dataset
+from tools.harness import toy_config
 from training.build import build_trainer
 from utils.distributed import DistInfo
 from utils.logger import setup_logger
@@ -47,12 +47,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
     ensure_toy_data(args.data)
-    cfg = Config()
-    cfg.apply_preset("toy")
-    for key, value in {"DIR_DATA": args.data, "DIR_ROOT": tempfile.mkdtemp(), "DATA_WORKERS": 0,
-                       "TRAIN_BATCH_SIZE": args.batch, "TRAIN_WARM_UP_STEPS": 0, "MODEL_TRAIN_ENCODER": False,
-                       "MODEL_FREEZE_BN": True}.items():
-        cfg.set(key, value)
+    cfg = toy_config(args.data, TRAIN_BATCH_SIZE=args.batch, TRAIN_WARM_UP_STEPS=0, MODEL_TRAIN_ENCODER=False,
+                     MODEL_FREEZE_BN=True)
     loader, _ = build_train_loader(build_train_dataset(cfg), LoaderSettings.from_config(cfg), args.batch)
     batch = next(iter(loader))
     print(f"toy model, batch {args.batch}: one pass vs passes of 1 sample")

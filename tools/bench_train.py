@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 
 import torch
 
 from dataloaders.toy_data import ensure_toy_data
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools.harness import run_cell
 
 SETTINGS = {
     "toy": {"preset": "toy", "opts": {"DATA_WORKERS": 0}},
@@ -86,21 +82,21 @@ def main() -> None:
     results = {}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}")
     for name in args.settings:
-        out = subprocess.run([sys.executable, "-m", "tools.bench_train", "--one", name, "--data", data,
-                              "--device", args.device, "--steps", str(args.steps), "--amp", args.amp],
-                             cwd=ROOT, capture_output=True, text=True)
-        if out.returncode:
-            print(f"{name}: failed\n{out.stderr[-2000:]}")
+        try:
+            r = run_cell("tools.bench_train", ["--one", name, "--data", data, "--device", args.device,
+                                               "--steps", str(args.steps), "--amp", args.amp])
+        except RuntimeError as err:
+            print(f"{name}: failed\n{err}")
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         results[name] = r
         print(f"{name:13s} {r['backbone']:9s} batch {r['batch']} crop {r['crop'][0]}x{r['crop'][1]} "
               f"{r['frames']} frames, AMP {r['amp']}: {r['s_per_step']:.3f} s/step, "
               f"{r['samples_per_s']:.2f} samples/s, {1 / r['s_per_step']:.2f} steps/s, peak {r['peak_mb']:.0f} MiB")
     if "r101" in results and "r101-authors" in results:
         ratio = results["r101"]["s_per_step"] / results["r101-authors"]["s_per_step"]
+        memory = results["r101"]["peak_mb"] / results["r101-authors"]["peak_mb"]
         print(f"default step / authors' step (same data): {ratio:.2f} of the time "
-              f"({1 / ratio:.2f}x faster), peak memory {results['r101']['peak_mb'] / results['r101-authors']['peak_mb']:.2f}x")
+              f"({1 / ratio:.2f}x faster), peak memory {memory:.2f}x")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--trust", metavar="FILE", help="the checkpoint to convert; you vouch for its source")
-    parser.add_argument("--out", default=None, help="where to write the safe copy (default: FILE with .safe before its extension)")
+    parser.add_argument("--out", default=None,
+                        help="where to write the safe copy (default: FILE with .safe before its extension)")
     args = parser.parse_args()
     if not args.trust:
         sys.exit("error: name the file with --trust FILE: converting runs the code a file may hold, so do it "

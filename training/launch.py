@@ -11,15 +11,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader
 
 from config import Config
 from dataloaders.data_check import check_training_data
-from dataloaders.loader import LoaderSettings, build_train_loader
-from dataloaders.sampler import EpochSampler
+from dataloaders.loader import LoaderSettings, build_train_loader, epoch_batches
 from dataloaders.train_datasets import build_train_dataset
 from networks.checkpoints import checkpoints_newest_first
 from training.build import build_trainer
@@ -122,7 +119,8 @@ def _run(cfg: Config, info: DistInfo, run: RunContext, stop_step: int | None) ->
         trainer.wrap_distributed()
         loader, sampler = build_train_loader(dataset, LoaderSettings.from_config(cfg), trainer.rank_batch, info.rank,
                                              info.world_size)
-        batches = _batches(loader, sampler, start_step, trainer.rank_batch, stop)
+        # Loader workers start while stop signals are ignored: the main process saves, then stops them.
+        batches = epoch_batches(loader, sampler, start_step, trainer.rank_batch, stop.ignored_by_new_processes)
         options = {"log_every": cfg.TRAIN_LOG_STEP, "tensorboard": cfg.TRAIN_TBLOG, "tensorboard_dir": cfg.DIR_TB_LOG,
                    "scalars_every": cfg.TRAIN_TBLOG_STEP, "save_every": cfg.TRAIN_SAVE_STEP,
                    "scalars": os.path.join(cfg.DIR_RESULT, SCALARS), "curves": os.path.join(cfg.DIR_RESULT, CURVES),
@@ -168,17 +166,3 @@ def _build(cfg: Config, info: DistInfo, run: RunContext) -> tuple[Trainer, int, 
 def changed_settings(saved: dict, now: dict) -> dict[str, list]:
     """key → [saved value, this run's] for every setting that differs between a checkpoint's record and this run."""
     return {key: [saved[key], now[key]] for key in sorted(set(saved) & set(now)) if saved[key] != now[key]}
-
-
-def _batches(loader: DataLoader, sampler: EpochSampler, start_step: int, rank_batch: int,
-             stop: StopRequest) -> Iterator[dict]:
-    """Batches from `start_step` on, epoch after epoch (a resumed run continues mid-epoch)."""
-    epoch, offset = divmod(start_step, sampler.num_samples // rank_batch)
-    sampler.set_position(epoch, offset * rank_batch)
-    with stop.ignored_by_new_processes():  # loader workers start here and must ignore stop signals
-        batches = iter(loader)
-    while True:
-        yield from batches
-        epoch += 1
-        sampler.set_position(epoch, 0)
-        batches = iter(loader)

@@ -33,15 +33,26 @@ def peak_memory_mb(device: torch.device | str) -> float:
 
 
 class SectionTimer:
-    """Synchronised wall time per named section (`with timer.measure("encoder"): ...`)."""
+    """Synchronised wall time per named section (`with timer.measure("encoder"): ...`).
 
-    def __init__(self, device: torch.device | str) -> None:
-        self.device = device
+    With `keep_calls`, each call is also kept as (section, synchronised seconds, seconds until the
+    block returned without waiting for the GPU): the second is how a loop that never synchronises
+    would time it.
+    """
+
+    def __init__(self, device: torch.device | str, keep_calls: bool = False) -> None:
+        self.device, self.keep_calls = device, keep_calls
         self.seconds: dict[str, float] = {}
+        self.calls: list[tuple[str, float, float]] = []
         self.frames = 0  # frames processed, set by the caller
 
     @contextlib.contextmanager
     def measure(self, name: str) -> Iterator[None]:
-        start = now(self.device)
+        """Time the block as section `name`."""
+        start, loose = now(self.device), time.perf_counter()
         yield
-        self.seconds[name] = self.seconds.get(name, 0.0) + now(self.device) - start
+        loose_end = time.perf_counter()
+        elapsed = now(self.device) - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+        if self.keep_calls:
+            self.calls.append((name, elapsed, loose_end - loose))

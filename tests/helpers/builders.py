@@ -1,6 +1,9 @@
 """The tests' one way to build settings: a Config from a preset and overrides, as a user's command line would."""
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 
 from config import Config
@@ -24,3 +27,22 @@ def preset_config(preset: str | None = None, opts: list[str] = (), **overrides) 
     for key, value in overrides.items():
         cfg.set(key, value)
     return cfg
+
+
+def tiny_cfg(toy_root: str, tmp_path, **overrides) -> Config:
+    """The toy preset shrunk to a few seconds a run (TINY), on the toy data, its run folders under `tmp_path`."""
+    cfg = preset_config("toy", TINY, DIR_DATA=toy_root, DIR_ROOT=str(tmp_path))
+    for key, value in overrides.items():
+        cfg.set(key, value)
+    return cfg
+
+
+def small_cfg(**overrides) -> Config:
+    """The authors' settings with a ResNet-18 backbone: the model's tests at CPU size."""
+    return preset_config(MODEL_BACKBONE="resnet18", **overrides)
+
+
+def summary(cfg: Config) -> dict:
+    """The run's summary.json (tests read it instead of the log)."""
+    with open(os.path.join(cfg.DIR_RESULT, "summary.json")) as f:
+        return json.load(f)
