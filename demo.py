@@ -1,12 +1,14 @@
 """A web page to segment your own videos with LSTA, on this machine.
 
     python demo.py [--ckpt_path best_LSTA.pth] [--port 7860] [--host 127.0.0.1]
-                   [--max_side 854] [--max_upload_mb 200] [--preset ... --opts ...]
+                   [--max_side 320] [--max_upload_mb 200] [--preset ... --opts ...]
 
-Open the printed address, upload a video file or a zip of frames (or pick the toy clip), watch the
-overlays stream in, scrub through the frames and download the masks (DAVIS layout, zip), the
-probability maps and an overlay video. Results stay on disk under log/demo/. The page listens on
-127.0.0.1 only, unless --host says otherwise. The model is built as the checkpoint records it.
+Open the printed address, upload a video file or a zip of frames (or pick the toy clip), see its
+preview and the expected time at the working size you choose, press Segment and watch the
+progress and the overlays, Stop when you like, then play the overlay video, scrub through the
+frames and download the masks (DAVIS layout, zip), the probability maps and the overlay video.
+Results stay on disk under log/demo/. The page listens on 127.0.0.1 only, unless --host says
+otherwise. The model is built as the checkpoint records it.
 """
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ def main() -> None:
     parser.add_argument("--ckpt_path", default=None, help="LSTA weights (default: TEST_CKPT_PATH, else best_LSTA.pth)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 makes the page reachable from other machines")
-    parser.add_argument("--max_side", type=int, default=854, help="frames are shrunk to this longer side")
+    parser.add_argument("--max_side", type=int, default=None,
+                        help="the working size the page opens with: frames shrunk to this longer side (default: 320 "
+                             "on a CPU, where a 10-second clip then takes about a minute, 854 on a GPU; the page "
+                             "offers 320, 480, 854 and the original)")
     parser.add_argument("--max_upload_mb", type=int, default=200, help="larger uploads are refused")
     args = parser.parse_args()
     try:
         cfg = load_config(args)
+        args.max_side = args.max_side or (854 if cfg.DEVICE.startswith("cuda") else 320)
         check_arguments(args)
     except ConfigError as err:
         sys.exit(config_error_lines(err))
@@ -50,7 +56,8 @@ def main() -> None:
         # The checkpoint's recorded settings (its window) apply as in eval.py (inference/checkpoint_settings.py).
         segmenter = VideoSegmenter.from_checkpoint(args.ckpt_path or cfg.TEST_CKPT_PATH or "best_LSTA.pth", cfg)
         clip = os.path.join(ensure_toy_data(os.path.join(cfg.DIR_ROOT, "data", "toy")), "videos", "clip.avi")
-        settings = DemoSettings(args.max_side, args.max_upload_mb, os.path.join(cfg.DIR_ROOT, "log", "demo"), (clip,))
+        settings = DemoSettings(args.max_side, args.max_upload_mb, os.path.join(cfg.DIR_ROOT, "log", "demo"), (clip,),
+                                sizes=tuple(sorted({320, 480, 854, args.max_side})))
         os.makedirs(settings.jobs_dir, exist_ok=True)
         page = build_demo(segmenter, settings)
         page.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",

@@ -1,4 +1,4 @@
-"""Where a segmenter's results go: mask PNGs, probability PNGs, overlay images and an overlay video.
+"""Where a segmenter's results go: mask PNGs, probability PNGs, overlay images and an overlay video (H.264).
 
 Writes run on two threads off the model's path; `close()` waits for them and raises the first
 failure (a full disk must not pass silently). Every file is written atomically.
@@ -9,12 +9,12 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from inference.segmenter import SegmentedFrame, VideoSegmenter
 from utils.image_io import write_grey_png, write_image, write_palette_png
 from utils.overlay import overlay
+from utils.video_writer import VideoEncoder
 
 MAX_QUEUED = 64
 
@@ -27,7 +27,7 @@ class ResultWriter:
                  video: str | None = None, fps: float = 24.0) -> None:
         self.masks, self.probabilities, self.overlays = masks, probabilities, overlays
         self.video_path, self.fps = video, fps
-        self.video: cv2.VideoWriter | None = None
+        self.video: VideoEncoder | None = None
         self.pool = ThreadPoolExecutor(2)
         self.futures: list[Future] = []
         self.written: list[str] = []  # every file queued, for the results folder's record
@@ -53,7 +53,7 @@ class ResultWriter:
         finally:
             self.pool.shutdown(wait=True)
             if self.video is not None:
-                self.video.release()
+                self.video.close()
 
     def _submit(self, fn, path: str, *args) -> None:
         self.written.append(path)
@@ -67,10 +67,8 @@ class ResultWriter:
 
     def _video_frame(self, shown: np.ndarray) -> None:
         if self.video is None:
-            os.makedirs(os.path.dirname(self.video_path) or ".", exist_ok=True)
             self.written.append(self.video_path)
-            self.video = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                         (shown.shape[1], shown.shape[0]))
+            self.video = VideoEncoder(self.video_path, self.fps)
         self.video.write(shown)
 
 

@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Generator, Iterable, Iterator
+from typing import Callable, ContextManager, Generator, Iterable, Iterator, Sized
 
 import numpy as np
 import torch
@@ -28,12 +28,14 @@ from dataloaders.transforms import eval_preprocess
 from inference.backends import build_backend
 from inference.checkpoint_settings import settings_for_checkpoint
 from inference.options import InferenceOptions
+from inference.progress import SegmentProgress
 from inference.window import Step, WindowSchedule
 from networks.lsta import LSTA, FrameCache
 from networks.weights import load_lsta
 from utils.errors import DataError
 from utils.image_io import (
     DamagedVideoError,
+    frame_count,
     read_image,
     shrink_frame,
     video_frame_sources,
@@ -128,7 +130,8 @@ class VideoSegmenter:
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def segment(self, frames: str | Iterable[np.ndarray | str], max_side: int | None = None,
-                accept_partial: bool = False, name: str | None = None) -> Iterator[SegmentedFrame]:
+                accept_partial: bool = False, name: str | None = None,
+                progress: Callable[[SegmentProgress], None] | None = None) -> Iterator[SegmentedFrame]:
         """Results for every frame, in order, as soon as the schedule allows (frames 0..M-1 together).
 
         `frames`: a video file or a folder of frames (`max_side` shrinks large frames,
@@ -143,11 +146,16 @@ class VideoSegmenter:
 
         A frame whose logits are not finite (fp16 arithmetic overflowing, weights holding NaN) comes
         with `finite` False, and the log says so once per video.
+
+        `progress(state)` is called with a SegmentProgress whenever a frame has been read, encoded
+        or given; an exception it raises (a stop request) ends the segmentation there.
         """
         name = name or (frames if isinstance(frames, str) else "the video")
         warned = False
-        with contextlib.closing(self._stream(frames, max_side, accept_partial, name)) as results:
+        tracker = _Tracker(progress, SegmentProgress(self.window, _known_length(frames)))
+        with contextlib.closing(self._stream(frames, max_side, accept_partial, name, tracker)) as results:
             for frame in results:
+                tracker.add(done=1)
                 if not frame.finite and not warned:
                     cause = ("TEST_PRECISION fp16 overflows beyond ±65504 (bf16 keeps float32's range)"
                              if self.autocast_dtype == torch.float16 else "the weights give non-finite outputs")
@@ -159,7 +167,7 @@ class VideoSegmenter:
 
     @torch.inference_mode()
     def _stream(self, frames: str | Iterable[np.ndarray | str], max_side: int | None, accept_partial: bool,
-                name: str) -> Iterator[SegmentedFrame]:
+                name: str, tracker: "_Tracker") -> Iterator[SegmentedFrame]:
         """`segment`'s work: every frame's result, in order."""
         if isinstance(frames, np.ndarray):
             raise DataError(f"segment() takes a list of frames (or a video path), not one array of shape "
@@ -191,13 +199,15 @@ class VideoSegmenter:
                 names.add(frame.name)
                 images[index] = (frame.image, frame.name)
                 pending.append(frame)
+                tracker.add(read=1)
                 if len(pending) == self.encode_batch:
-                    in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
+                    in_flight = yield from self._overlapped(self._advance(pending, schedules, images, tracker),
+                                                            in_flight)
                     pending = []
         except DamagedVideoError as err:  # every frame that did decode still gets its result first
             damage = err
         if pending:
-            in_flight = yield from self._overlapped(self._advance(pending, schedules, images), in_flight)
+            in_flight = yield from self._overlapped(self._advance(pending, schedules, images, tracker), in_flight)
         with self.measure("head"), self.precision():
             done = [schedule.finish() for schedule in schedules]
         in_flight = yield from self._overlapped(self._launch_results(done, images), in_flight)
@@ -208,7 +218,7 @@ class VideoSegmenter:
 
     def _prepare(self, numbered: tuple[int, np.ndarray | str], name: str,
                  max_side: int | None = None) -> "PreparedFrame":
-        """Frame `numbered` = (index, array or image path) read, checked and preprocessed per scale (a reader thread)."""
+        """Frame `numbered` = (index, array or image path) read, checked and preprocessed per scale (reader thread)."""
         index, item = numbered
         image = shrink_frame(read_image(item) if isinstance(item, str) else as_bgr_frame(item, index), max_side)
         label = os.path.splitext(os.path.basename(item))[0] if isinstance(item, str) else f"{index:05d}"
@@ -230,12 +240,14 @@ class VideoSegmenter:
         return batches
 
     def _advance(self, frames: list["PreparedFrame"], schedules: list[WindowSchedule],
-                 images: dict[int, tuple[np.ndarray, str]]) -> "_LaunchedResults":
+                 images: dict[int, tuple[np.ndarray, str]], tracker: "_Tracker") -> "_LaunchedResults":
         inputs = self._to_device(frames)
         done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
         for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
             with self.measure("encoder"), self.precision():
                 caches = self.model.cache_frames(self.encode(batch)).split()
+            if v == len(inputs) - 1:
+                tracker.add(encoded=len(frames))
             with self.measure("head"), self.precision():
                 for cache in caches:
                     done[v] += schedule.push(cache)
@@ -283,6 +295,30 @@ class VideoSegmenter:
             probability = torch.stack([torch.softmax(l, dim=1)[0, 1] for l in full]).mean(0)
             mask = probability > 0.5
         return mask.to(torch.uint8), probability.float()
+
+
+class _Tracker:
+    """Counts a video's frames into its SegmentProgress and tells the caller's callback of each change."""
+
+    def __init__(self, callback: Callable[[SegmentProgress], None] | None, state: SegmentProgress) -> None:
+        self.callback, self.state = callback, state
+
+    def add(self, read: int = 0, encoded: int = 0, done: int = 0) -> None:
+        self.state.read += read
+        self.state.encoded += encoded
+        self.state.done += done
+        if self.callback is not None:
+            self.callback(self.state)
+
+
+def _known_length(frames: object) -> int | None:
+    """How many frames a video path or a sized sequence holds; None when that cannot be told cheaply."""
+    if isinstance(frames, str):
+        try:
+            return frame_count(frames)
+        except (OSError, ValueError):
+            return None  # the reading itself reports what is wrong with the path
+    return len(frames) if isinstance(frames, Sized) and not isinstance(frames, np.ndarray) else None
 
 
 @dataclass

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from evaluation.datasets import video_folder_sequences
+from inference.demo_job import DemoJob
 from inference.options import InferenceOptions
 from inference.segmenter import VideoSegmenter
-from inference.web_demo import DemoSettings, segment_upload
 from networks.weights import load_lsta
 from tests.helpers.builders import preset_config
 from utils.errors import DataError
@@ -54,8 +54,10 @@ def test_a_zip_is_read_in_natural_order_and_its_masks_keep_the_names(segmenter, 
     with zipfile.ZipFile(tmp_path / "clip.zip", "w") as archive:
         for name in sorted(os.listdir(folder)):  # stored in string order: 1, 10, 11, 12, 2, ...
             archive.write(os.path.join(folder, name), f"clip/{name}")
-    updates = list(segment_upload(segmenter, str(tmp_path / "clip.zip"), DemoSettings(jobs_dir=str(tmp_path / "j"))))
-    job = os.path.dirname(updates[-1].downloads[0])
+    job = DemoJob(segmenter, str(tmp_path / "clip.zip"), str(tmp_path / "j"), 854)
+    job.start()
+    list(job.updates())
+    job = job.folder
     assert sorted(os.listdir(os.path.join(job, "masks", "clip"))) == sorted(n + ".png" for n in NAMES)
     expected = {f.name: f.mask for f in segmenter.segment(toy_frames)}
     for index, name in enumerate(NAMES):
@@ -74,9 +76,10 @@ def test_frames_that_would_share_a_name_are_one_error(segmenter, toy_frames, tmp
     with zipfile.ZipFile(tmp_path / "clip.zip", "w") as archive:
         for name in files:
             archive.write(folder / name, name)
-    with pytest.raises(DataError, match=words) as caught:
-        list(segment_upload(segmenter, str(tmp_path / "clip.zip"), DemoSettings(jobs_dir=str(tmp_path / "j"))))
-    assert "\n" not in str(caught.value)
+    job = DemoJob(segmenter, str(tmp_path / "clip.zip"), str(tmp_path / "j"), 854)
+    job.start()
+    final = list(job.updates())[-1]
+    assert job.state == "failed" and words in final.status and "\n" not in final.status
 
 
 def test_a_list_of_paths_with_one_name_twice_is_one_error(segmenter, toy_frames, tmp_path):

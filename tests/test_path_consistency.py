@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from config import Config
+from inference.demo_job import DemoJob
 from inference.segmenter import VideoSegmenter
-from inference.web_demo import DemoSettings, segment_upload
 from networks.checkpoints import save_lsta
 from networks.lsta import LSTA
 from tests.helpers.builders import preset_config
@@ -54,8 +54,10 @@ def test_eval_api_and_demo_write_the_same_masks(recorded_checkpoint, toy_root, t
     frames = list(api.segment(video))
     # The demo's segmenter, built as demo.py builds it, on the same clip.
     demo = VideoSegmenter.from_checkpoint(recorded_checkpoint, settings)
-    updates = list(segment_upload(demo, video, DemoSettings(jobs_dir=str(tmp_path / "jobs"))))
-    job = os.path.dirname(updates[-1].downloads[0])
+    job = DemoJob(demo, video, str(tmp_path / "jobs"), 854)  # the page's default working size leaves it as it is
+    job.start()
+    list(job.updates())
+    job = job.folder
     by_demo = _pngs(os.path.join(job, "masks", "clip")), _pngs(os.path.join(job, "probabilities", "clip"))
     assert by_eval[0] == by_demo[0] and by_eval[1] == by_demo[1]
     assert list(by_eval[0]) == [f"{f.name}.png" for f in frames] and len(frames) == 8

@@ -24,7 +24,7 @@ class Backend:
 
     @classmethod
     def refusal(cls, device: torch.device, precision: str, torch_only: Sequence[str]) -> str | None:
-        """Why this backend cannot run on `device` at `precision` with the PyTorch-only options `torch_only`, or None."""
+        """Why it cannot run on `device` at `precision` with the PyTorch-only options `torch_only` on; else None."""
         return None
 
     @classmethod

@@ -98,7 +98,8 @@ def _graphs(model: LSTA) -> list[tuple[nn.Module, tuple, tuple, list[str], list[
     head_inputs = (torch.zeros(1, 32, 17, 25), torch.zeros(1, 16, 17, 25))
     return [(model.feature_extractor, (torch.zeros(2, 3, 65, 97),), ({0: batch, 2: height, 3: width},),
              ["images"], ["features"], ENCODER_FILE),
-            (_Head(model), head_inputs, ({2: fh, 3: fw}, {2: fh, 3: fw}), ["ltm_out", "sta_out"], ["logits"], HEAD_FILE)]
+            (_Head(model), head_inputs, ({2: fh, 3: fw}, {2: fh, 3: fw}), ["ltm_out", "sta_out"], ["logits"],
+             HEAD_FILE)]
 
 
 def _export_graphs(model: LSTA, folder: str, parts: list[str]) -> None:
