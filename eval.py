@@ -5,6 +5,7 @@
     python eval.py --dataset folder --root DIR   # every video under DIR (scored where it has Annotations/)
     python eval.py --video clip.mp4 [--max_side 854]
     python eval.py --score_only RESULTS_DIR [--dataset NAME]
+    python eval.py --compare RESULTS_A RESULTS_B [...] [--out DIR]   # a comparison page
     python eval.py ... --resume | --overwrite    # finish an interrupted evaluation | redo a finished one
 
 Weights: --ckpt_path (a file, or a run's ckpt/ folder: its newest), else TEST_CKPT_PATH, else the
@@ -25,7 +26,8 @@ import torch
 from config import ConfigError, add_config_args, config_error_lines, load_config
 from evaluation.benchmark_run import evaluate_benchmarks, score_only
 from evaluation.benchmarks import format_summary
-from evaluation.options import FLAGS, ScoreOnlyRun, VideoRun, run_from_flags
+from evaluation.comparison import compare
+from evaluation.options import FLAGS, CompareRun, ScoreOnlyRun, VideoRun, run_from_flags
 from evaluation.video_run import evaluate_video
 from inference.checkpoint_settings import adopt_checkpoint_settings
 from utils.distributed import cleanup, init_distributed
@@ -58,6 +60,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max_side", type=int, default=None, help="--video: shrink frames to this longer side")
     parser.add_argument("--accept_partial_video", action="store_true",
                         help="--video: keep the frames a damaged video file decodes instead of stopping")
+    parser.add_argument("--compare", nargs="+", metavar="RESULTS_DIR", default=None,
+                        help="a comparison page of results folders of one benchmark (two checkpoints, or another "
+                             "method's masks scored with --score_only) and exit")
     return parser.parse_args()
 
 
@@ -68,7 +73,7 @@ def main() -> None:
         cfg = load_config(args, validate=False)
         run = run_from_flags({name: getattr(args, name) for name in FLAGS}, cfg.TEST_DATASET)
         cfg.validate()  # the user's own settings first, then what the checkpoint records
-        if not isinstance(run, ScoreOnlyRun) and not (args.print_config and not args.ckpt_path):
+        if not isinstance(run, (ScoreOnlyRun, CompareRun)) and not (args.print_config and not args.ckpt_path):
             checkpoint = adopt_checkpoint_settings(cfg, args.ckpt_path)
         cfg.validate().freeze()
     except ConfigError as err:
@@ -84,7 +89,9 @@ def main() -> None:
         log.info(line)
     results = []
     try:
-        if isinstance(run, ScoreOnlyRun):
+        if isinstance(run, CompareRun):
+            compare(cfg, run)
+        elif isinstance(run, ScoreOnlyRun):
             results = score_only(cfg, run)
         elif isinstance(run, VideoRun):
             evaluate_video(cfg, run, checkpoint, world)

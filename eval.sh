@@ -4,6 +4,8 @@
 #     BENCHMARK   one of config.TEST_SETS (davis2016, the default TEST_DATASET, davis2017, fbms, ...),
 #                 `all` (every one whose data is present) or `folder`
 #     CKPT        weights (default ./best_LSTA.pth, the authors')
+# After each benchmark, eval.py prints the command that compares it with the evaluation of the
+# checkpoint before (`eval.py --compare A B`: a page of both side by side, docs/evaluation.md).
 # Data roots: DIR_DAVIS, DIR_FBMS, DIR_YTO, ... (default data/<name>); e.g. --opts DIR_FBMS /data/FBMS.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -9,6 +9,7 @@ results folder of its own (`summary-<tag>/`), owned by the same rules.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from evaluation.evaluators.saliency import PROBABILITIES
 from evaluation.metrics import write_csv
 from evaluation.options import BenchmarkRun, ScoreOnlyRun
 from evaluation.report import write_report, write_summary_page
-from evaluation.results_folder import ResultsFolder, inside, refuse_run_folder
+from evaluation.results_folder import RECORD, ResultsFolder, inside, refuse_run_folder
 from evaluation.session import EvalSession
 from evaluation.sharding import on_every_rank, on_main_then_share, shares
 from inference.checkpoint_settings import ChosenCheckpoint
@@ -189,7 +190,28 @@ def _run_one(session: EvalSession, item: BenchmarkData, folder: ResultsFolder, r
         folder.close()
     log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}; "
              f"report: {pages[-1]}")
+    earlier = previous_evaluation(folder.path)
+    if earlier and bench.evaluator in ("jf", "j", "j_class"):
+        log.info(f"{bench.name}: compare with the evaluation before it: python eval.py --compare {earlier} "
+                 f"{folder.path}")
     return result
+
+
+def previous_evaluation(folder: str) -> str | None:
+    """The newest other complete evaluation beside `folder` (another checkpoint of the same benchmark), if any."""
+    parent, found = os.path.dirname(os.path.normpath(folder)), []
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if os.path.normpath(path) == os.path.normpath(folder) or not os.path.isfile(os.path.join(path, RECORD)):
+            continue
+        try:
+            with open(os.path.join(path, RECORD)) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "complete" and isinstance(record.get("finished"), (int, float)):
+            found.append((record["finished"], path))
+    return max(found)[1] if found else None
 
 
 def _write_summary(session: EvalSession, summary: ResultsFolder, results: list[BenchmarkResult],

@@ -83,7 +83,8 @@ def scorable(bench: Benchmark, sequences: list[EvalSequence]) -> Benchmark:
 
 def mask_folder(bench: Benchmark, results_dir: str, sequence: str) -> str:
     """Where a sequence's masks go."""
-    return os.path.join(results_dir, "Annotations", sequence) if bench.submission else os.path.join(results_dir, sequence)
+    return os.path.join(results_dir, "Annotations", sequence) if bench.submission else \
+        os.path.join(results_dir, sequence)
 
 
 def check_scorable(bench: Benchmark, sequences: list[EvalSequence]) -> None:

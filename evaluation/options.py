@@ -51,6 +51,16 @@ class ScoreOnlyRun:
     saliency: bool = False
 
 
+@dataclass(frozen=True)
+class CompareRun:
+    """Compare results folders of one benchmark: `--compare A B [...]`."""
+    folders: tuple[str, ...]
+    out: str | None = None
+    mode: str = "new"
+    dataset: str | None = None    # the benchmark, when the folders' records do not say (another method's masks)
+    root: str | None = None       # its data, for the thumbnails (default: its DIR_* key)
+
+
 # The flags each mode takes (eval.py's option names); a flag outside its mode's set is refused.
 MODE_FLAGS = {
     "benchmark": {"dataset", "root", "ckpt_path", "out", "overwrite", "resume", "saliency", "save_probs", "overlays"},
@@ -58,10 +68,12 @@ MODE_FLAGS = {
     "video": {"video", "ckpt_path", "out", "overwrite", "resume", "max_side", "accept_partial_video", "save_probs",
               "overlays"},
     "score_only": {"score_only", "dataset", "root", "saliency"},
+    "compare": {"compare", "out", "overwrite", "dataset", "root"},
 }
 
 
-MODE_NAMES = {"benchmark": "a benchmark evaluation", "video": "--video", "score_only": "--score_only"}
+MODE_NAMES = {"benchmark": "a benchmark evaluation", "video": "--video", "score_only": "--score_only",
+              "compare": "--compare"}
 
 
 def refuse_unused(mode: str, given: set[str]) -> None:
@@ -82,10 +94,16 @@ def run_mode(overwrite: bool, resume: bool) -> str:
 FLAGS = sorted(set().union(*MODE_FLAGS.values()))  # every flag of eval.py that chooses what a run does
 
 
-def run_from_flags(flags: dict[str, Any], default_dataset: str) -> BenchmarkRun | VideoRun | ScoreOnlyRun:
+def run_from_flags(flags: dict[str, Any], default_dataset: str) -> BenchmarkRun | VideoRun | ScoreOnlyRun | CompareRun:
     """The run eval.py's flags (name → value, for every name of FLAGS) ask for; unused flags are refused."""
-    mode = "video" if flags["video"] else "score_only" if flags["score_only"] else "benchmark"
+    modes = [m for m in ("video", "score_only", "compare") if flags[m]]
+    if len(modes) > 1:
+        raise SettingError(f"{' and '.join('--' + m for m in modes)} exclude each other: one at a time")
+    mode = modes[0] if modes else "benchmark"
     refuse_unused(mode, {name for name, value in flags.items() if value not in (None, False)})
+    if mode == "compare":
+        return CompareRun(tuple(flags["compare"]), flags["out"], run_mode(flags["overwrite"], False),
+                          flags["dataset"], flags["root"])
     dataset = flags["dataset"] or default_dataset
     if mode == "score_only":
         return ScoreOnlyRun(flags["score_only"], dataset, flags["root"], flags["saliency"])

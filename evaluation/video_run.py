@@ -19,6 +19,7 @@ from evaluation.report import write_video_report
 from evaluation.results_folder import ResultsFolder
 from evaluation.session import EvalSession
 from inference.checkpoint_settings import ChosenCheckpoint
+from inference.progress import SegmentProgress
 from inference.results import ResultWriter, segment_and_write
 from utils.distributed import DistInfo
 from utils.errors import DataError, SettingError, UserError
@@ -58,9 +59,15 @@ def segment_video(session: EvalSession, run: VideoRun, folder: ResultsFolder) ->
     bar = tqdm(desc=video_name(run.video), unit="frame", dynamic_ncols=True)
     areas: list[float] = []  # the object's share of each frame, for the report
     names: list[str] = []
+
+    def show(progress: SegmentProgress) -> None:  # the total from the first frame; the first window as it fills
+        bar.total = progress.total
+        bar.set_postfix_str("" if progress.done else f"encoding the first window: {progress.encoded} of "
+                            f"{min(progress.window, progress.total or progress.window)}", refresh=False)
+
     try:
         for frame in segment_and_write(session.segmenter, run.video, writer, max_side=run.max_side,
-                                       accept_partial=run.accept_partial):
+                                       accept_partial=run.accept_partial, progress=show):
             areas.append(float(frame.mask.mean()))
             names.append(frame.name)
             session.timer.frames += 1

@@ -8,8 +8,11 @@ import re
 
 from utils.files import atomic_write
 
-PANELS = (("loss per frame", r"loss/frame\d+"), ("IoU per frame", r"iou/frame\d+"), ("learning rate", r"lr"),
-          ("samples per second", r"samples_per_second"))
+# (title, tag pattern, y-axis label, scale): loss and IoU per current frame of a sample; IoU on the reports' 0-100.
+PANELS = (("loss per current frame", r"loss/frame\d+", "loss (OHEM, + KL with distillation)", 1.0),
+          ("IoU per current frame", r"iou/frame\d+", "IoU of the batch (0-100)", 100.0),
+          ("learning rate", r"lr", "learning rate", 1.0),
+          ("throughput", r"samples_per_second", "samples per second", 1.0))
 
 
 def read_scalars(path: str) -> dict[str, tuple[list[int], list[float]]]:
@@ -39,16 +42,23 @@ def write_curves(scalars_path: str, path: str) -> str | None:
     import matplotlib
     matplotlib.use("Agg")  # files only: no display, on any machine
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6))
-    for ax, (title, pattern) in zip(axes.flat, PANELS):
-        for tag in (t for t in scalars if re.fullmatch(pattern, t)):
+    plt.rcParams.update({"font.size": 10, "legend.fontsize": 9})
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, (title, pattern, ylabel, scale) in zip(axes.flat, PANELS):
+        tags = sorted((t for t in scalars if re.fullmatch(pattern, t)), key=lambda t: int(re.sub(r"\D", "", t) or 0))
+        for tag in tags:
             steps, values = scalars[tag]
-            ax.plot(steps, values, label=tag.split("/")[-1], linewidth=1)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=8)
+            frame = re.search(r"frame(\d+)$", tag)
+            label = f"current frame {int(frame.group(1)) + 1}" if frame else tag
+            ax.plot(steps, [scale * v for v in values], label=label, linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
         if len(ax.lines) > 1:
-            ax.legend(fontsize=7)
+            ax.legend()
+    fig.suptitle("a sample is a reference, a previous and these current frames of one video; each current frame's "
+                 "figures are averaged over the logged steps' batches", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)

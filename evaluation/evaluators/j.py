@@ -23,5 +23,5 @@ class JEvaluator(RegionEvaluator):
         write_csv(os.path.join(folder, "global_results.csv"), list(figures), [figures])
         write_csv(os.path.join(folder, "per-sequence_results.csv"), ["Sequence", "J-Mean", "Frames"], rows)
         self.warn_soft_ground_truth()
-        return EvaluatorResult(figures, ["global_results.csv", "per-sequence_results.csv"],
+        return EvaluatorResult(figures, ["global_results.csv", "per-sequence_results.csv", self.write_frames()],
                                rows_table(rows, ["J-Mean"]), self.details)

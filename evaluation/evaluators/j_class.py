@@ -28,5 +28,5 @@ class ClassJEvaluator(RegionEvaluator):
         write_csv(os.path.join(folder, "per-sequence_results.csv"), ["Sequence", "Class", "J-Mean"], videos)
         self.warn_soft_ground_truth()
         table = rows_table([{"Sequence": c["Class"], "J-Mean": c["J-Mean"]} for c in per_class], ["J-Mean"])
-        return EvaluatorResult(figures, ["global_results.csv", "per-class_results.csv", "per-sequence_results.csv"],
-                               table, self.details)
+        return EvaluatorResult(figures, ["global_results.csv", "per-class_results.csv", "per-sequence_results.csv",
+                                         self.write_frames()], table, self.details)

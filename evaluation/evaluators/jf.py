@@ -13,6 +13,7 @@ class JFEvaluator(RegionEvaluator):
     def evaluate(self) -> EvaluatorResult:
         figures, rows = davis_figures([self.scores[s.name] for s in self.sequences])
         files = write_davis_csvs(self.context.results_dir, self.context.csv_suffix, figures, rows)
+        files.append(self.write_frames())
         self.warn_soft_ground_truth()
         return EvaluatorResult({"J&F-Mean": figures["J&F-Mean"], "J-Mean": figures["J-Mean"],
                                 "F-Mean": figures["F-Mean"]}, files, format_table(figures, rows), self.details)

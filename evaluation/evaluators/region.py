@@ -7,11 +7,12 @@ from collections import Counter
 
 from evaluation.datasets import EvalSequence
 from evaluation.evaluators.base import Evaluator
-from evaluation.metrics import SequenceScore, score_pairs
+from evaluation.metrics import SequenceScore, score_pairs, write_csv
 from utils.errors import DataError
 from utils.image_io import read_binary_mask
 
 log = logging.getLogger("lsta.eval")
+FRAMES_CSV = "per-frame_results.csv"  # Sequence, Frame, J (and F): what comparisons and plots read
 
 
 class RegionEvaluator(Evaluator):
@@ -34,6 +35,16 @@ class RegionEvaluator(Evaluator):
         self.scores[sequence.name] = score
         self.details[sequence.name] = {"names": [os.path.splitext(os.path.basename(r))[0] for _, r in pairs],
                                        "J": score.j.tolist(), "F": score.f.tolist()}
+
+    def write_frames(self) -> str:
+        """per-frame_results.csv: every scored frame's J (and F); returns its name."""
+        columns = ["Sequence", "Frame", "J"] + (["F"] if self.boundary else [])
+        rows = [{"Sequence": s.name, "Frame": frame, "J": float(j), **({"F": float(f)} if self.boundary else {})}
+                for s in self.sequences
+                for frame, j, f in zip(self.details[s.name]["names"], self.scores[s.name].j,
+                                       self.scores[s.name].f if self.boundary else self.scores[s.name].j)]
+        write_csv(os.path.join(self.context.results_dir, FRAMES_CSV), columns, rows)
+        return FRAMES_CSV
 
     def warn_soft_ground_truth(self) -> None:
         """One warning for the ground-truth masks that hold more than one object value."""

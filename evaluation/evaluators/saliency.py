@@ -25,6 +25,7 @@ from utils.errors import DataError, MissingFileError
 
 log = logging.getLogger("lsta.eval")
 PROBABILITIES = "probabilities"  # <results>/probabilities/<seq>/<frame>.png, 8-bit
+FRAMES_CSV = "per-frame_saliency.csv"  # Sequence, Frame, MAE
 
 
 def inner_annotated(seq: EvalSequence) -> list[str]:
@@ -76,7 +77,10 @@ class SaliencyEvaluator(Evaluator):
         write_csv(os.path.join(folder, "saliency_results.csv"), list(figures), [figures])
         write_csv(os.path.join(folder, "per-sequence_saliency.csv"), ["Sequence", "S", "maxF", "adpF", "MAE"],
                   self.rows)
-        return EvaluatorResult(figures, ["saliency_results.csv", "per-sequence_saliency.csv"],
+        frames = [{"Sequence": name, "Frame": frame, "MAE": mae} for name, d in self.details.items()
+                  for frame, mae in zip(d["names"], d["MAE"])]
+        write_csv(os.path.join(folder, FRAMES_CSV), ["Sequence", "Frame", "MAE"], frames)
+        return EvaluatorResult(figures, ["saliency_results.csv", "per-sequence_saliency.csv", FRAMES_CSV],
                                rows_table(self.rows, ["S", "maxF", "adpF", "MAE"]), self.details)
 
 
