@@ -263,7 +263,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                         "a list of 1 to 8 scales in [0.25, 4]"),
     "TEST_ENCODE_BATCH": _int_in(0, MAX_BATCH),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
-    "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16"),
+    "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16", "int8"),
     "TEST_BACKEND": _Registered(_backend_names).rule(),
     "TRAIN_EXTRA_LOSSES": (lambda v: isinstance(v, dict) and all(
         k in _extra_loss_names() and isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
@@ -284,6 +284,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "DIR_YTB_EVAL", "DIR_YTO",
         "MODEL_DISTILLATION_PRETRAINED_TEACHER", "PRETRAIN_MODEL")},
     "TEST_CKPT_PATH": _text(empty_ok=True),
+    "TEST_INT8_CALIBRATION": _text(empty_ok=True),
 }
 
 
@@ -425,7 +426,10 @@ class Config:
         self.TEST_MULTISCALE = [1.0]          # frame scales to segment at and average ([1.0]: the authors')
         self.TEST_ENCODE_BATCH = 0            # frames per encoder call; 0: 4 on GPU, 1 on CPU (fastest there)
         self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
-        self.TEST_PRECISION = "float32"       # float32 | tf32 (CUDA) | bf16 | fp16: inference precision (autocast)
+        self.TEST_PRECISION = "float32"       # float32 | tf32 (CUDA) | bf16 | fp16 (autocast) | int8 (onnxruntime, CPU)
+        # int8's calibration frames: "" = the first frames of what is segmented (a benchmark's first
+        # sequence, the video), or a folder of frames; docs/evaluation.md, "int8".
+        self.TEST_INT8_CALIBRATION = ""
         # Who runs the encoder: torch | onnxruntime (CPU, float32; exported once per checkpoint into
         # DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32, where it is the faster, torch elsewhere.
         self.TEST_BACKEND = "auto"

@@ -37,11 +37,12 @@ from evaluation.report import write_report, write_summary_page
 from evaluation.results_folder import RECORD, ResultsFolder, inside, refuse_run_folder
 from evaluation.session import EvalSession
 from evaluation.sharding import on_every_rank, on_main_then_share, shares
+from inference.backends.quantization import CALIBRATION_FRAMES
 from inference.checkpoint_settings import ChosenCheckpoint
 from inference.results import ResultWriter, segment_and_write
 from utils.distributed import DistInfo
 from utils.errors import MissingFileError, SettingError, UserError
-from utils.image_io import read_binary_mask, read_image
+from utils.image_io import frame_count, iter_video_frames, read_binary_mask, read_image
 
 log = logging.getLogger("lsta.eval")
 SUMMARY = "summary"
@@ -92,6 +93,22 @@ def read_benchmarks(cfg: Config, dataset: str, root: str | None) -> list[Benchma
         check_scorable(bench, sequences)
         data.append(BenchmarkData(bench, sequences, path))
     return data
+
+
+def calibration_frames(sequences: list[EvalSequence]) -> list[np.ndarray]:
+    """int8's calibration on the benchmark itself: CALIBRATION_FRAMES frames spread evenly over its first sequences
+    (a few of each, evenly spaced in it), so that the ranges measured cover more than one scene."""
+    chosen = sequences[:CALIBRATION_FRAMES]
+    each = -(-CALIBRATION_FRAMES // len(chosen))
+    frames: list[np.ndarray] = []
+    for seq in chosen:
+        count = len(seq.images) if seq.images else (frame_count(seq.video) or each)
+        picks = set(np.linspace(0, count - 1, min(each, count)).round().astype(int).tolist())
+        if seq.images:
+            frames += [read_image(seq.images[i]) for i in sorted(picks)]
+        else:
+            frames += [f for i, f in enumerate(iter_video_frames(seq.video, accept_partial=True)) if i in picks]
+    return frames[:CALIBRATION_FRAMES]
 
 
 def results_name(bench: Benchmark, split: str) -> str:
@@ -150,7 +167,7 @@ def evaluate_benchmarks(cfg: Config, run: BenchmarkRun, checkpoint: ChosenCheckp
         folder.check_place()
         folder.check_mode("overwrite" if folder is summary and run.mode == "resume" else run.mode)
     log.info(f"evaluating {checkpoint.path} ({tag}); results in {', '.join(f.path for f in folders)}")
-    session = EvalSession.start(cfg, checkpoint, world)
+    session = EvalSession.start(cfg, checkpoint, world, lambda: calibration_frames(data[0].sequences))
     results: list[BenchmarkResult] = []
     reports: dict[str, str] = {}  # benchmark → its report page
     for item, folder in zip(data, folders):

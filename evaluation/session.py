@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from config import Config, settings_record
@@ -42,8 +43,13 @@ class EvalSession:
     precision: str   # e.g. "float32, onnxruntime backend"; in every log line and record of results
 
     @classmethod
-    def start(cls, cfg: Config, checkpoint: ChosenCheckpoint, world: DistInfo) -> "EvalSession":
-        """Load the weights and build the segmenter (on rank 0 first: it makes a missing export once)."""
+    def start(cls, cfg: Config, checkpoint: ChosenCheckpoint, world: DistInfo,
+              calibration: Callable[[], list[np.ndarray]] = list) -> "EvalSession":
+        """Load the weights and build the segmenter (on rank 0 first: it makes a missing export once).
+
+        `calibration()` gives TEST_PRECISION int8 its frames (what is evaluated, the same on every
+        rank), unless TEST_INT8_CALIBRATION names a folder.
+        """
         device = world.device
         precision = (set_float32_precision(cfg.DEVICE_ALLOW_TF32 or cfg.TEST_PRECISION == "tf32")
                      if device.type == "cuda" else "float32")
@@ -55,9 +61,15 @@ class EvalSession:
         torch.backends.cudnn.benchmark = device.type == "cuda"
         model, _ = load_lsta(checkpoint.path, cfg)
         timer = SectionTimer(device)
+        def build() -> VideoSegmenter:
+            segmenter = VideoSegmenter.from_config(model, cfg, device, timer.measure)
+            if segmenter.backend.needs_calibration:
+                segmenter.calibrate(calibration())
+            return segmenter
+
         built: list[VideoSegmenter] = []
-        on_main_then_share(world, lambda: built.append(VideoSegmenter.from_config(model, cfg, device, timer.measure)))
-        segmenter = built[0] if built else VideoSegmenter.from_config(model, cfg, device, timer.measure)
+        on_main_then_share(world, lambda: built.append(build()))
+        segmenter = built[0] if built else build()
         return cls(cfg, checkpoint, model, segmenter, timer, f"{precision}, {segmenter.backend.name} backend")
 
     def record(self, **extra: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ frames are named after their files (a folder) or numbered 00000... (a video file
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 
@@ -18,6 +19,7 @@ from evaluation.options import VideoRun
 from evaluation.report import write_video_report
 from evaluation.results_folder import ResultsFolder
 from evaluation.session import EvalSession
+from inference.backends.quantization import CALIBRATION_FRAMES
 from inference.checkpoint_settings import ChosenCheckpoint
 from inference.progress import SegmentProgress
 from inference.results import ResultWriter, segment_and_write
@@ -90,7 +92,8 @@ def evaluate_video(cfg: Config, run: VideoRun, checkpoint: ChosenCheckpoint, wor
     folder.check_place()
     folder.check_mode("overwrite" if run.mode == "resume" else run.mode)
     log.info(f"segmenting {run.video} with {checkpoint.path} ({checkpoint.tag}); results in {folder.path}")
-    session = EvalSession.start(cfg, checkpoint, world)
+    session = EvalSession.start(cfg, checkpoint, world, lambda: list(itertools.islice(
+        iter_video_frames(run.video, run.max_side, accept_partial=True), CALIBRATION_FRAMES)))
     # A video is redone whole: --resume (after a damaged file, with --accept_partial_video) redoes it.
     folder.open("overwrite" if run.mode == "resume" else run.mode, session.record(benchmark="video", video=run.video))
     try:

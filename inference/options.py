@@ -13,11 +13,12 @@ class InferenceOptions:
     encode_batch: int = 0                  # TEST_ENCODE_BATCH (0: 4 on GPU, 1 on CPU)
     flip: bool = False                     # TEST_FLIP
     scales: Sequence[float] = (1.0,)       # TEST_MULTISCALE
-    precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast)
+    precision: str = "float32"             # TEST_PRECISION: float32 | tf32 | bf16 | fp16 (autocast) | int8
     backend: str = "torch"                 # TEST_BACKEND: a name of inference.backends.BACKENDS, or auto
     onnx_cache: str = "pretrained/onnx"    # DIR_ONNX_CACHE: where onnxruntime's exports are kept
     compile: bool | str = False            # TEST_COMPILE: torch.compile encoder and step (torch); "cudagraphs" too
     channels_last: bool = False            # TEST_CHANNELS_LAST: encoder and head in channels-last layout (torch)
+    calibration: str = ""                  # TEST_INT8_CALIBRATION: a folder of frames ("": the video's own first)
 
     def torch_only(self) -> tuple[str, ...]:
         """The keys of the options set here that only the torch backend has."""
@@ -29,4 +30,4 @@ class InferenceOptions:
         """The options a Config describes."""
         return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
                    tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE,
-                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST)
+                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST, cfg.TEST_INT8_CALIBRATION)

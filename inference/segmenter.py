@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Generator, Iterable, Iterator, Sized
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from config import Config
 from dataloaders.transforms import eval_preprocess
 from inference.backends import build_backend
+from inference.backends.quantization import CALIBRATION_FRAMES
 from inference.checkpoint_settings import settings_for_checkpoint
 from inference.options import InferenceOptions
 from inference.progress import SegmentProgress
@@ -35,6 +38,7 @@ from networks.weights import load_lsta
 from utils.errors import DataError
 from utils.image_io import (
     DamagedVideoError,
+    folder_frames,
     frame_count,
     read_image,
     shrink_frame,
@@ -87,8 +91,34 @@ class VideoSegmenter:
         self.measure = measure or (lambda _: contextlib.nullcontext())
         self.compiled = bool(options.compile)
         self.backend = build_backend(self.model, options, self.device)  # who computes the encoder and the head
-        self.encode: Callable[[torch.Tensor], torch.Tensor] = self.backend.encode
-        self.step: Step = self.backend.step  # one query frame's logits from cached frames
+        if self.backend.needs_calibration and options.calibration:  # TEST_INT8_CALIBRATION: a folder of frames
+            files = folder_frames(options.calibration)
+            picks = np.linspace(0, len(files) - 1, min(CALIBRATION_FRAMES, len(files))).round().astype(int)
+            self.calibrate([read_image(files[i]) for i in sorted(set(picks))])
+
+    @property
+    def encode(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The backend's encoder (a property: an int8 backend has it once calibrated)."""
+        return self.backend.encode
+
+    @property
+    def step(self) -> Step:
+        """One query frame's logits from cached frames, as the backend computes them."""
+        return self.backend.step
+
+    def calibrate(self, frames: list[np.ndarray]) -> None:
+        """TEST_PRECISION int8: quantize on these BGR frames (shrunk to the first one's size), as they will be
+        preprocessed; nothing for other precisions or when done already."""
+        if not self.backend.needs_calibration:
+            return
+        height, width = frames[0].shape[:2]
+        images = [as_bgr_frame(f, i) if f.shape[:2] == (height, width) else
+                  cv2.resize(as_bgr_frame(f, i), (width, height), interpolation=cv2.INTER_AREA)
+                  for i, f in enumerate(frames)]
+        tensors = [eval_preprocess(image, self.max_size, f"calibration frame {i}")[None] for i, image in
+                   enumerate(images)]
+        log.info(f"TEST_PRECISION int8: calibrating on {len(tensors)} frames of {width}x{height}")
+        self.backend.calibrate(tensors)
 
     @classmethod
     def from_config(cls, model: LSTA, cfg: Config, device: torch.device | str | None = None,
@@ -178,6 +208,8 @@ class VideoSegmenter:
         source = video_frame_sources(frames, accept_partial) if from_path else frames
         prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
                                enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
+        if self.backend.needs_calibration:  # int8 on the video's own first frames, once per segmenter
+            prepared = self._calibrated(prepared)
         schedules = [WindowSchedule(self.model, self.window, self.step) for _ in self.views]
         images: dict[int, tuple[np.ndarray, str]] = {}  # frames waiting for their result: at most one window
         names: set[str] = set()
@@ -215,6 +247,14 @@ class VideoSegmenter:
             yield from in_flight.collect()
         if damage is not None:
             raise damage
+
+    def _calibrated(self, prepared: Iterator["PreparedFrame"]) -> Iterator["PreparedFrame"]:
+        """`prepared` again, after calibrating on its first CALIBRATION_FRAMES frames."""
+        first = list(itertools.islice(prepared, CALIBRATION_FRAMES))
+        usable = [f.image for f in first if f.error is None and f.image.shape == first[0].image.shape]
+        if usable:
+            self.calibrate(usable)
+        return itertools.chain(first, prepared)
 
     def _prepare(self, numbered: tuple[int, np.ndarray | str], name: str,
                  max_side: int | None = None) -> "PreparedFrame":

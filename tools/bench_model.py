@@ -51,6 +51,7 @@ from networks.reference import authors_encode, authors_segment, authors_sta
 from tools.harness import (
     ROOT,
     busy_neighbour,
+    cpu_description,
     run_cell,
     samples_in_turn,
     timed,
@@ -139,7 +140,16 @@ def matmul_gflops(repeats: int) -> float:
 
 # The ways of running a frame on a CPU that the backend table compares: InferenceOptions for each.
 CPU_WAYS = {"torch": dict(backend="torch"), "onnxruntime": dict(backend="onnxruntime"),
+            "onnxruntime int8": dict(backend="onnxruntime", precision="int8"),
             "torch bf16 channels-last": dict(backend="torch", precision="bf16", channels_last=True)}
+
+
+def smooth_frames(height: int, width: int, count: int) -> list:
+    """`count` BGR frames of a smooth scene panning right (int8's calibration, as a video would give it)."""
+    import cv2
+    import numpy as np
+    base = cv2.resize(np.random.RandomState(0).randint(0, 255, (30, 54, 3)).astype(np.uint8), (width, height))
+    return [np.roll(base, 4 * t, axis=1) for t in range(count)]
 
 
 def stream_cost(args: argparse.Namespace, way: str) -> dict:
@@ -148,6 +158,7 @@ def stream_cost(args: argparse.Namespace, way: str) -> dict:
     model = model_for(args.backbone, "cpu")
     segmenter = VideoSegmenter(model, InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache,
                                                        **CPU_WAYS[way]), "cpu")
+    segmenter.calibrate(smooth_frames(args.height, args.width, 8))  # int8 only: its quantization, untimed
     images = torch.randn(1, 3, args.height, args.width)
 
     def encode():
@@ -181,6 +192,7 @@ def backend_table(args: argparse.Namespace) -> None:
     model = model_for(args.backbone, "cpu")
     # Exported once, outside the timings.
     OnnxRuntimeBackend(model, InferenceOptions(onnx_cache=args.onnx_cache), torch.device("cpu"))
+    print(f"CPU: {cpu_description()}")
     print("| load | threads | way | encoder ms | head ms | frame ms | authors' frame ms | ours/authors (per repeat) | "
           "encoder GFLOP/s | head GFLOP/s | matmul GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -188,7 +200,7 @@ def backend_table(args: argparse.Namespace) -> None:
         for threads in (1, 2):
             busy = busy_neighbour(threads) if load == "busy" else None
             try:
-                for way in CPU_WAYS:
+                for way in args.ways or CPU_WAYS:
                     r = in_subprocess("--stream_run", way, args, threads)
                     frame = r["encoder_ms"] + r["head_ms"]
                     print(f"| {load} | {threads} | {way} | {r['encoder_ms']:.0f} | {r['head_ms']:.0f} | "
@@ -320,6 +332,8 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
     parser.add_argument("--memory_frames", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ways", nargs="+", choices=list(CPU_WAYS), default=None,
+                        help="backends: only these rows of the CPU table")
     parser.add_argument("--only", choices=["backends", "pipeline", "sta", "costs"], default=None,
                         help="one section of the report (costs: encoder, head, STA, multi-scale, memory)")
     parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")

@@ -52,6 +52,24 @@ def timed(fn: Callable[[], Any], device: str, repeats: int) -> float:
     return timed_in_turn({"fn": fn}, device, repeats)["fn"]
 
 
+def cpu_description() -> str:
+    """This CPU's model, cores and the instruction sets figures depend on (AVX2, AVX-512, VNNI, BF16, AMX)."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    sets = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 VNNI", "avx512_vnni"),
+                                    ("AVX-VNNI", "avx_vnni"), ("AVX-512 BF16", "avx512_bf16"), ("AMX", "amx_tile"))
+            if flag in flags]
+    return f"{model}, {os.cpu_count()} cores, {', '.join(sets) or 'no AVX2'}"
+
+
 # ---- one cell per process ----
 
 def run_cell(module: str, args: list[str], threads: int | None = None) -> dict[str, Any]:

@@ -57,8 +57,8 @@ def write_curves(scalars_path: str, path: str) -> str | None:
         ax.grid(alpha=0.3)
         if len(ax.lines) > 1:
             ax.legend()
-    fig.suptitle("a sample is a reference, a previous and these current frames of one video; each current frame's "
-                 "figures are averaged over the logged steps' batches", fontsize=9)
+    fig.suptitle("a sample: a reference, a previous and these current frames of one video; each point: one logged "
+                 "step's batch (every TRAIN_TBLOG_STEP steps)", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)

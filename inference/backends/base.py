@@ -32,6 +32,14 @@ class Backend:
         """Whether `TEST_BACKEND auto` picks this backend here (the first that says so, in BACKENDS' order)."""
         return False
 
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether `calibrate` must run before the first frame (TEST_PRECISION int8)."""
+        return False
+
+    def calibrate(self, images: list[torch.Tensor]) -> None:
+        """Measure what quantization needs on these preprocessed frames (1,3,H,W), of one size."""
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised BGR images (B,3,H,W) → stride-4 features (B,C,h,w), as LSTA.encode."""
         raise NotImplementedError

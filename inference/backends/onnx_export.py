@@ -25,9 +25,11 @@ from torch import nn
 from networks.checkpoints import read_lsta, save_lsta
 from networks.lsta import LSTA
 from utils.errors import UserError
+from utils.fold_batchnorm import fold_batchnorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where `python -m` runs
 ONNX_OPSET = 18
+EXPORT_FORMAT = 2  # how the graphs are laid out (2: BatchNorms folded); another format is another export
 ENCODER_FILE, HEAD_FILE = "encoder.onnx", "head.onnx"
 GRAPH_FILES = (ENCODER_FILE, ENCODER_FILE + ".data", HEAD_FILE, HEAD_FILE + ".data")
 # Frame sides the exported encoder accepts: eval sizes are 16k+1, at least 33 (config.MIN_FRAME_SIDE).
@@ -48,7 +50,7 @@ def network_code_digest(folder: str = os.path.join(ROOT, "networks")) -> str:
 def weights_digest(model: LSTA) -> str:
     """A hex digest of the model's weights and buffers, its architecture, the code that computes it, and the
     exporter's versions: the key of its export."""
-    digest = hashlib.sha256(json.dumps({"arch": model.args.to_record(), "opset": ONNX_OPSET,
+    digest = hashlib.sha256(json.dumps({"arch": model.args.to_record(), "opset": ONNX_OPSET, "format": EXPORT_FORMAT,
                                         "code": network_code_digest(), "torch": torch.__version__},
                                        sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
@@ -62,14 +64,14 @@ class ExportError(UserError, RuntimeError):
 
 
 class _Head(nn.Module):
-    """The refine head as a module of its own: LTM (B,32,h,w) and STA (B,16,h,w) outputs → logits."""
+    """The refine head as a module of its own, BatchNorm folded: LTM (B,32,h,w) and STA (B,16,h,w) outputs → logits."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: LSTA) -> None:
         super().__init__()
-        self.model = model
+        self.refine, self.pred = fold_batchnorm(model.refine), model.pred
 
     def forward(self, ltm_out: torch.Tensor, sta_out: torch.Tensor) -> torch.Tensor:
-        return self.model.head(ltm_out, sta_out)
+        return self.pred(self.refine(torch.cat([ltm_out, sta_out], dim=1)))
 
 
 def export_model(model: LSTA, folder: str, parts: tuple[str, ...] = (ENCODER_FILE, HEAD_FILE)) -> None:
@@ -96,7 +98,9 @@ def _graphs(model: LSTA) -> list[tuple[nn.Module, tuple, tuple, list[str], list[
                                                                                              max=MAX_SIDE)
     fh, fw = torch.export.Dim("fh", min=9, max=MAX_SIDE // 4 + 1), torch.export.Dim("fw", min=9, max=MAX_SIDE // 4 + 1)
     head_inputs = (torch.zeros(1, 32, 17, 25), torch.zeros(1, 16, 17, 25))
-    return [(model.feature_extractor, (torch.zeros(2, 3, 65, 97),), ({0: batch, 2: height, 3: width},),
+    # BatchNorms folded into their convolutions (as ONNX Runtime does to a float graph anyway): int8
+    # quantization then sees one convolution with a bias where the model has two operations.
+    return [(fold_batchnorm(model.feature_extractor), (torch.zeros(2, 3, 65, 97),), ({0: batch, 2: height, 3: width},),
              ["images"], ["features"], ENCODER_FILE),
             (_Head(model), head_inputs, ({2: fh, 3: fw}, {2: fh, 3: fw}), ["ltm_out", "sta_out"], ["logits"],
              HEAD_FILE)]

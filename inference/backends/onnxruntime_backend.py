@@ -25,13 +25,14 @@ from inference.backends.onnx_export import (
     export_model,
     weights_digest,
 )
+from inference.backends.quantization import QUANTIZED_PARTS, Calibration, int8_files, int8_key, quantize
 from inference.options import InferenceOptions
 from networks.lsta import LSTA
 from utils.errors import MissingFileError, UserError
 from utils.verified_cache import CacheEntry, VerifiedCache
 
 log = logging.getLogger("lsta.inference")
-CPU_PRECISIONS = ("float32", "tf32")  # tf32 is a CUDA matmul setting: on a CPU it is float32
+CPU_PRECISIONS = ("float32", "tf32", "int8")  # tf32 is a CUDA matmul setting: on a CPU it is float32
 
 
 class OnnxRuntimeError(UserError, RuntimeError):
@@ -76,25 +77,64 @@ class OnnxGraph:
 
 
 class OnnxRuntimeBackend(Backend):
-    """The cached, verified export of the model's weights, run by ONNX Runtime."""
+    """The cached, verified export of the model's weights, run by ONNX Runtime; int8 once calibrated."""
     name = "onnxruntime"
 
     def __init__(self, model: LSTA, options: InferenceOptions, device: torch.device) -> None:
         super().__init__(model, options, device)
-        key = weights_digest(model)
-        entry = CacheEntry(key[:24], key, GRAPH_FILES, "the onnxruntime export of these weights",
+        self.key = weights_digest(model)
+        self.cache = VerifiedCache(options.onnx_cache, log)
+        entry = CacheEntry(self.key[:24], self.key, GRAPH_FILES, "the onnxruntime export of these weights",
                            " (once per set of weights; about 40 s for ResNet-101)")
-        cache = VerifiedCache(options.onnx_cache, log)
-        self.folder = cache.get(entry, lambda folder: export_model(model, folder))
-        try:
-            self._open()
-        except OnnxRuntimeError as err:  # files the manifest vouches for, yet unusable here: export again, once
-            self.folder = cache.get(entry, lambda folder: export_model(model, folder), rebuild_reason=str(err))
-            self._open()
+        self.float_folder = self._verified(entry, lambda folder: export_model(model, folder))
+        self.int8 = options.precision == "int8"
+        self.folder = None if self.int8 else self.float_folder  # int8: once calibrate() has quantized
 
-    def _open(self) -> None:
-        self.encode = OnnxGraph(os.path.join(self.folder, ENCODER_FILE))
-        self.head = OnnxGraph(os.path.join(self.folder, HEAD_FILE))
+    def _verified(self, entry: CacheEntry, build) -> str:
+        """The entry's folder with its graphs opened; files the manifest vouches for, yet unusable here: built again."""
+        folder = self.cache.get(entry, build)
+        try:
+            self._open(folder)
+        except OnnxRuntimeError as err:
+            folder = self.cache.get(entry, build, rebuild_reason=str(err))
+            self._open(folder)
+        return folder
+
+    def _open(self, folder: str) -> None:
+        self.encode = OnnxGraph(os.path.join(folder, ENCODER_FILE))
+        self.head = OnnxGraph(os.path.join(folder, HEAD_FILE))
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.folder is None
+
+    def calibrate(self, images: list[torch.Tensor]) -> None:
+        """Quantize the graphs on these frames (cached by weights and calibration), then run them in int8."""
+        if not self.int8:
+            return
+        self._open(self.float_folder)  # the float graphs give the head's calibration inputs
+        calibration = Calibration(images, self._head_inputs(images))
+        key = int8_key(self.key, calibration, QUANTIZED_PARTS)
+        entry = CacheEntry(f"{key[:24]}-int8", key, int8_files(QUANTIZED_PARTS),
+                           "the int8 onnxruntime export of these weights and calibration frames",
+                           " (once per set of weights and calibration frames; about a minute for ResNet-101)")
+        self.folder = self._verified(entry, lambda folder: quantize(self.float_folder, folder, calibration,
+                                                                    QUANTIZED_PARTS))
+
+    @torch.inference_mode()
+    def _head_inputs(self, images: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What the head gets on the calibration frames, each one the query with the others in memory."""
+        caches = [self.model.cache_frames(self.encode(image)) for image in images]
+        inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def record(ltm_out: torch.Tensor, sta_out: torch.Tensor) -> torch.Tensor:
+            inputs.append((ltm_out.clone(), sta_out.clone()))
+            return ltm_out
+
+        for i, query in enumerate(caches):
+            others = caches[:i] + caches[i + 1:] or [query]
+            self.model.segment_cached(query, others[:-1] or others, others[-1], record)
+        return inputs
 
     @classmethod
     def refusal(cls, device: torch.device, precision: str, torch_only: Sequence[str]) -> str | None:
@@ -103,7 +143,7 @@ class OnnxRuntimeBackend(Backend):
         if device.type != "cpu":
             return f"TEST_BACKEND onnxruntime runs on the CPU, not on {device}: use torch (or auto) there"
         if precision not in CPU_PRECISIONS:
-            return f"TEST_BACKEND onnxruntime runs in float32: TEST_PRECISION {precision} needs torch"
+            return f"TEST_BACKEND onnxruntime runs in float32 or int8: TEST_PRECISION {precision} needs torch"
         return None
 
     @classmethod
