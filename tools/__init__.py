@@ -15,6 +15,7 @@ BENCHMARKS = {
     "bench_model": "streaming cost per 481x849 frame: backends, encoder by batch, head by window, TTA, memory",
     "bench_demo": "the demo page in headless Chromium: time to the first status, first overlay, done",
     "bench_precision": "another precision's (int8's) results against float32's on every benchmark present",
+    "bench_eval": "whole evaluations as processes: eval.py (float32, int8) against the authors' loop",
     "bench_data": "training samples/s for 1 and 2 loader workers",
     "bench_data_check": "the check of the training data before step 0",
     "bench_train": "s/step, samples/s and peak memory of a training step; clean vs the authors' step",
