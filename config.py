@@ -262,6 +262,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                          and 0.25 <= x <= 4 for x in v),
                         "a list of 1 to 8 scales in [0.25, 4]"),
     "TEST_ENCODE_BATCH": _int_in(0, MAX_BATCH),
+    "TEST_VIDEOS_IN_FLIGHT": _int_in(0, 64),
     "PRETRAIN_PARTIAL_ENCODER": _one_of("error", "train"),
     "TEST_PRECISION": _one_of("float32", "tf32", "bf16", "fp16", "int8"),
     "TEST_BACKEND": _Registered(_backend_names).rule(),
@@ -425,6 +426,9 @@ class Config:
         self.TEST_FLIP = False                # True: also segment the mirrored video, average the probabilities
         self.TEST_MULTISCALE = [1.0]          # frame scales to segment at and average ([1.0]: the authors')
         self.TEST_ENCODE_BATCH = 0            # frames per encoder call; 0: 4 on GPU, 1 on CPU (fastest there)
+        # Videos eval.py segments at once, their frames of one size encoded together (each video keeps
+        # its own window): 0 = 4 on GPU, where they fill the encoder's batches, 1 on CPU.
+        self.TEST_VIDEOS_IN_FLIGHT = 0
         self.TEST_COPY_FIRST_FRAME_GT = False  # True: the authors' copy of frame 0's ground truth
         self.TEST_PRECISION = "float32"       # float32 | tf32 (CUDA) | bf16 | fp16 (autocast) | int8 (onnxruntime, CPU)
         # int8's calibration frames: "" = the first frames of what is segmented (a benchmark's first

@@ -39,7 +39,8 @@ from evaluation.session import EvalSession
 from evaluation.sharding import on_every_rank, on_main_then_share, shares
 from inference.backends.quantization import CALIBRATION_FRAMES
 from inference.checkpoint_settings import ChosenCheckpoint
-from inference.results import ResultWriter, segment_and_write
+from inference.results import ResultWriter, default_write_threads, segment_videos_and_write
+from inference.segmenter import SegmentedFrame, VideoInput
 from utils.distributed import DistInfo
 from utils.errors import MissingFileError, SettingError, UserError
 from utils.image_io import frame_count, iter_video_frames, read_binary_mask, read_image
@@ -118,35 +119,48 @@ def results_name(bench: Benchmark, split: str) -> str:
 
 def segment_sequences(session: EvalSession, bench: Benchmark, sequences: list[EvalSequence], folder: ResultsFolder,
                       run: BenchmarkRun) -> None:
-    """Segment every sequence not done yet and write its masks (and probability maps, overlays)."""
+    """Segment every sequence not done yet and write its masks (and probability maps, overlays), TEST_VIDEOS_IN_FLIGHT
+    sequences at a time; each is recorded done once its files are written."""
     out_dir = folder.path
     todo = [s for s in sequences if s.name not in folder.done]
     if len(todo) < len(sequences):
         log.info(f"{bench.name}: resuming, {len(sequences) - len(todo)} sequences already done and verified")
     probabilities = run.save_probs or run.saliency or bench.evaluator == "saliency"
     copy_first_gt = session.cfg.TEST_COPY_FIRST_FRAME_GT
-    bar = tqdm(todo, desc=bench.name, dynamic_ncols=True)
-    for seq in bar:
+    writers: dict[str, ResultWriter] = {}  # the sequences in flight, for the results folder's record of files
+
+    def writer_for(video: VideoInput) -> ResultWriter:
+        seq = video.key
         folders = [mask_folder(bench, out_dir, seq.name), os.path.join(out_dir, PROBABILITIES, seq.name),
                    os.path.join(out_dir, "overlays", seq.name)]
         for place in folders:  # names were checked when read; this guards every write
             if not inside(place, out_dir):
                 raise UserError(f"refusing to write {place}: it lies outside the results folder {out_dir}")
-        writer = ResultWriter(folders[0], folders[1] if probabilities else None, folders[2] if run.overlays else None)
+        writers[seq.name] = ResultWriter(folders[0], folders[1] if probabilities else None,
+                                         folders[2] if run.overlays else None,
+                                         threads=default_write_threads(session.segmenter.device))
+        return writers[seq.name]
 
-        def first_frame_truth(frame, seq=seq):  # the authors' copy of frame 0's ground truth, by request
-            if copy_first_gt and frame.index == 0 and frame.name in seq.annotations:
-                return read_binary_mask(seq.annotations[frame.name]).astype(np.uint8)
-            return None
+    def first_frame_truth(video: VideoInput, frame: SegmentedFrame) -> np.ndarray | None:
+        seq = video.key  # the authors' copy of frame 0's ground truth, by request
+        if copy_first_gt and frame.index == 0 and frame.name in seq.annotations:
+            return read_binary_mask(seq.annotations[frame.name]).astype(np.uint8)
+        return None
 
-        try:
-            for _ in segment_and_write(session.segmenter, seq.video or seq.images, writer, first_frame_truth,
-                                       name=f"{bench.name} sequence {seq.name!r}"):
-                session.timer.frames += 1
-        finally:
+    videos = [VideoInput(s.video or s.images, name=f"{bench.name} sequence {s.name!r}", key=s) for s in todo]
+    frames = None if any(s.video for s in todo) else sum(len(s.images) for s in todo)  # videos: not counted ahead
+    bar = tqdm(total=frames, desc=bench.name, unit="frame", dynamic_ncols=True)
+    try:
+        for video, frame in segment_videos_and_write(session.segmenter, videos, writer_for, first_frame_truth):
+            if frame is None:  # its files are written
+                folder.add_files(writers.pop(video.key.name).written, done=video.key.name)
+                continue
+            session.timer.frames += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        for writer in writers.values():  # sequences cut short: their files are the folder's to delete, not done
             folder.add_files(writer.written)
-        folder.add_files([], done=seq.name)
-        bar.set_postfix(frames=session.timer.frames)
 
 
 def evaluate_benchmarks(cfg: Config, run: BenchmarkRun, checkpoint: ChosenCheckpoint,

@@ -19,6 +19,7 @@ class InferenceOptions:
     compile: bool | str = False            # TEST_COMPILE: torch.compile encoder and step (torch); "cudagraphs" too
     channels_last: bool = False            # TEST_CHANNELS_LAST: encoder and head in channels-last layout (torch)
     calibration: str = ""                  # TEST_INT8_CALIBRATION: a folder of frames ("": the video's own first)
+    videos_in_flight: int = 0              # TEST_VIDEOS_IN_FLIGHT: videos segmented at once (0: 4 on GPU, 1 on CPU)
 
     def torch_only(self) -> tuple[str, ...]:
         """The keys of the options set here that only the torch backend has."""
@@ -30,4 +31,4 @@ class InferenceOptions:
         """The options a Config describes."""
         return cls(cfg.MODEL_MAX_MEM, cfg.TEST_MAX_SIZE, cfg.TEST_ENCODE_BATCH, cfg.TEST_FLIP,
                    tuple(cfg.TEST_MULTISCALE), cfg.TEST_PRECISION, cfg.TEST_BACKEND, cfg.DIR_ONNX_CACHE,
-                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST, cfg.TEST_INT8_CALIBRATION)
+                   cfg.TEST_COMPILE, cfg.TEST_CHANNELS_LAST, cfg.TEST_INT8_CALIBRATION, cfg.TEST_VIDEOS_IN_FLIGHT)

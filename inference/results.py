@@ -1,17 +1,19 @@
 """Where a segmenter's results go: mask PNGs, probability PNGs, overlay images and an overlay video (H.264).
 
-Writes run on two threads off the model's path; `close()` waits for them and raises the first
+Writes run on threads off the model's path (two; more beside a GPU); `close()` waits for them and raises the first
 failure (a full disk must not pass silently). Every file is written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
-from inference.segmenter import SegmentedFrame, VideoSegmenter
+from inference.segmenter import SegmentedFrame, VideoInput, VideoSegmenter
 from utils.image_io import write_grey_png, write_image, write_palette_png
 from utils.overlay import overlay
 from utils.video_writer import VideoEncoder
@@ -19,16 +21,21 @@ from utils.video_writer import VideoEncoder
 MAX_QUEUED = 64
 
 
+def default_write_threads(device: torch.device) -> int:
+    """Threads writing a video's files: a GPU gives frames faster than two threads encode PNGs (zlib frees the GIL)."""
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 2
+
+
 class ResultWriter:
     """Writes each frame's results under `folder`: `<masks>/<name>.png` and, as asked, probability
     maps (8-bit, `probabilities/`), overlays (`overlays/`) and an overlay video."""
 
     def __init__(self, masks: str, probabilities: str | None = None, overlays: str | None = None,
-                 video: str | None = None, fps: float = 24.0) -> None:
+                 video: str | None = None, fps: float = 24.0, threads: int = 2) -> None:
         self.masks, self.probabilities, self.overlays = masks, probabilities, overlays
         self.video_path, self.fps = video, fps
         self.video: VideoEncoder | None = None
-        self.pool = ThreadPoolExecutor(2)
+        self.pool = ThreadPoolExecutor(threads)
         self.futures: list[Future] = []
         self.written: list[str] = []  # every file queued, for the results folder's record
 
@@ -79,11 +86,35 @@ def segment_and_write(segmenter: VideoSegmenter, frames: str | Iterable, writer:
     name as it comes, then yielded; `writer` is closed at the end, whatever ends the stream.
 
     `replace_mask(frame)` may give a mask to write instead of the predicted one (the authors' copy of
-    frame 0's ground truth). The one segment-then-write loop of evaluations, the demo and the benchmarks.
+    frame 0's ground truth). One video of `segment_videos_and_write`.
     """
-    try:
-        for frame in segmenter.segment(frames, **segment_options):
-            writer.write(frame.name, frame, replace_mask(frame) if replace_mask else None)
+    video = VideoInput(frames, **segment_options)
+    for _, frame in segment_videos_and_write(segmenter, [video], lambda _: writer,
+                                             (lambda _, f: replace_mask(f)) if replace_mask else None, in_flight=1):
+        if frame is not None:
             yield frame
+
+
+def segment_videos_and_write(segmenter: VideoSegmenter, videos: Iterable[VideoInput],
+                             writer_for: Callable[[VideoInput], ResultWriter],
+                             replace_mask: Callable[[VideoInput, SegmentedFrame], np.ndarray | None] | None = None,
+                             in_flight: int | None = None) -> Iterator[tuple[VideoInput, SegmentedFrame | None]]:
+    """VideoSegmenter.segment_videos with every frame's result written as it comes by its video's writer
+    (`writer_for(video)`, asked once per video), then yielded; (video, None) once a video's writer has closed,
+    all its files written. Every writer is closed at the end, whatever ends the stream.
+
+    The one segment-then-write loop of evaluations, the demo and the benchmarks.
+    """
+    writers: dict[int, ResultWriter] = {}  # by id(video): the videos in flight
+    try:  # a failure stops every video: their writers close, a write failing then does not hide the first error
+        for video, frame in segmenter.segment_videos(videos, in_flight):
+            writer = writers.get(id(video)) or writers.setdefault(id(video), writer_for(video))
+            if frame is None:
+                writers.pop(id(video)).close()
+            else:
+                writer.write(frame.name, frame, replace_mask(video, frame) if replace_mask else None)
+            yield video, frame
     finally:
-        writer.close()
+        for writer in writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()

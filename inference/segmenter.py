@@ -74,6 +74,11 @@ def default_encode_batch(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
+def default_videos_in_flight(device: torch.device) -> int:
+    """Videos segmented at once by segment_videos: 4 on GPUs, whose encoder batches they fill; 1 on CPUs."""
+    return 4 if device.type == "cuda" else 1
+
+
 class VideoSegmenter:
     """An LSTA model with the authors' inference schedule; `segment()` streams a video's results."""
 
@@ -84,6 +89,11 @@ class VideoSegmenter:
         self.model = model.to(self.device).eval()
         self.window, self.max_size = options.window, options.max_size
         self.encode_batch = options.encode_batch or default_encode_batch(self.device)
+        self.videos_in_flight = options.videos_in_flight or default_videos_in_flight(self.device)
+        # Frames of several videos in one encoder call fill a GPU's batches. A CPU gains nothing by it
+        # (larger batches take as long per frame) and its convolutions round differently by batch size,
+        # so there each video is encoded alone: the same bytes as segmenting it by itself.
+        self.batch_across_videos = self.device.type == "cuda"
         # Reader threads: a GPU outruns one CPU core's decoding and preprocessing several times over.
         self.prepare_workers = min(6, os.cpu_count() or 1) if self.device.type == "cuda" else 2
         self.views = [View(float(s), f) for s in options.scales for f in ((False, True) if options.flip else (False,))]
@@ -145,7 +155,7 @@ class VideoSegmenter:
         frame = self._prepare((0, image), "the video")
         if frame.error is not None:
             raise frame.error
-        batch = self._to_device([frame] * self.encode_batch)[0]  # the batch size the video's frames come in
+        batch = self._to_device([frame] * self.encode_batch, self.views[0])  # the batch size a video's frames come in
         with self.precision():
             for _ in range(3 if self.compiled else 1):  # CUDA graphs are recorded at a function's 2nd or 3rd call
                 cache = self.model.cache_frames(self.encode(batch)).split()[0]
@@ -180,73 +190,64 @@ class VideoSegmenter:
         `progress(state)` is called with a SegmentProgress whenever a frame has been read, encoded
         or given; an exception it raises (a stop request) ends the segmentation there.
         """
-        name = name or (frames if isinstance(frames, str) else "the video")
-        warned = False
-        tracker = _Tracker(progress, SegmentProgress(self.window, _known_length(frames)))
-        with contextlib.closing(self._stream(frames, max_side, accept_partial, name, tracker)) as results:
-            for frame in results:
-                tracker.add(done=1)
-                if not frame.finite and not warned:
-                    cause = ("TEST_PRECISION fp16 overflows beyond ±65504 (bf16 keeps float32's range)"
-                             if self.autocast_dtype == torch.float16 else "the weights give non-finite outputs")
-                    log.warning(f"{name}: frame {frame.index}'s logits are not finite (NaN or inf), so its mask means "
-                                f"nothing: {cause}; later such frames of this video are marked (finite False) "
-                                f"but not logged")
-                    warned = True
-                yield frame
+        video = VideoInput(frames, name, max_side, accept_partial, progress)
+        with contextlib.closing(self.segment_videos([video], in_flight=1)) as results:
+            for _, frame in results:
+                if frame is not None:
+                    yield frame
 
     @torch.inference_mode()
-    def _stream(self, frames: str | Iterable[np.ndarray | str], max_side: int | None, accept_partial: bool,
-                name: str, tracker: "_Tracker") -> Iterator[SegmentedFrame]:
-        """`segment`'s work: every frame's result, in order."""
+    def segment_videos(self, videos: Iterable["VideoInput"], in_flight: int | None = None
+                       ) -> Iterator[tuple["VideoInput", SegmentedFrame | None]]:
+        """`segment` for several videos, `in_flight` of them at a time (default: the options'): each
+        (video, frame) as it comes, in order within each video, and (video, None) once a video is done.
+
+        On a GPU the encoder takes the frames of every video in flight whose frames have the same
+        size in one call (full batches where a video alone would leave them short): each video keeps
+        its own window, so its results are those it gets alone up to the encoder's rounding in
+        another batch size. On a CPU each video is encoded alone: byte for byte its results alone.
+        A video that fails (a damaged file, bad frames) stops them all, after
+        the frames it decoded have their results.
+        """
+        in_flight = in_flight or self.videos_in_flight
+        waiting, active = iter(videos), []
+        with contextlib.ExitStack() as readers:  # every video's reader threads end with this generator
+            while True:
+                while len(active) < in_flight and (video := next(waiting, None)) is not None:
+                    active.append(readers.enter_context(contextlib.closing(self._open(video))))
+                if not active:
+                    return
+                taken = [(stream, stream.take(self.encode_batch)) for stream in active]
+                launched = self._advance([(stream, frames) for stream, frames in taken if frames])
+                for stream, _ in taken:
+                    if stream in launched:
+                        yield from stream.given(self._overlapped(stream, launched[stream]))
+                    if stream.ended:
+                        yield from stream.given(self._finish(stream))
+                        stream.close()
+                        if stream.damage is not None:
+                            raise stream.damage
+                        yield stream.video, None
+                active = [stream for stream in active if not stream.ended]
+
+    def _open(self, video: "VideoInput") -> "_VideoStream":
+        """A video's stream: its frames read and preprocessed ahead by reader threads, its own windows."""
+        frames = video.frames
         if isinstance(frames, np.ndarray):
             raise DataError(f"segment() takes a list of frames (or a video path), not one array of shape "
                             f"{frames.shape}: wrap a single frame as [frame]")
         if isinstance(frames, (bytes, bytearray)) or not isinstance(frames, (str, Iterable)):
             raise DataError(f"segment() takes a video path or a list of frames, not {type(frames).__name__}")
         from_path = isinstance(frames, str)
-        source = video_frame_sources(frames, accept_partial) if from_path else frames
-        prepared = ordered_map(functools.partial(self._prepare, name=name, max_side=max_side if from_path else None),
-                               enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
-        if self.backend.needs_calibration:  # int8 on the video's own first frames, once per segmenter
-            prepared = self._calibrated(prepared)
+        name = video_label(video)
+        source = video_frame_sources(frames, video.accept_partial) if from_path else frames
+        prepare = functools.partial(self._prepare, name=name, max_side=video.max_side if from_path else None)
+        reader = ordered_map(prepare, enumerate(source), self.prepare_workers, max(READ_AHEAD, 2 * self.encode_batch))
+        # int8 on the first video's own first frames, once per segmenter
+        prepared = self._calibrated(reader) if self.backend.needs_calibration else reader
+        tracker = _Tracker(video.progress, SegmentProgress(self.window, _known_length(frames)))
         schedules = [WindowSchedule(self.model, self.window, self.step) for _ in self.views]
-        images: dict[int, tuple[np.ndarray, str]] = {}  # frames waiting for their result: at most one window
-        names: set[str] = set()
-        pending: list[PreparedFrame] = []
-        in_flight: _LaunchedResults | None = None  # on a GPU: the batch being copied back
-        shape, damage = None, None
-        try:
-            for index, frame in enumerate(prepared):
-                shape = shape or frame.image.shape
-                if frame.image.shape != shape:
-                    raise DataError(f"frame {index} of {name} is {frame.image.shape[1]}x{frame.image.shape[0]}, unlike "
-                                     f"the frames before it ({shape[1]}x{shape[0]}): all frames of a video must have "
-                                     f"one size")
-                if frame.error is not None:
-                    raise frame.error
-                if frame.name in names:
-                    raise DataError(f"two frames of {name} are named {frame.name!r}: their results would "
-                                    f"overwrite each other; give every frame its own name")
-                names.add(frame.name)
-                images[index] = (frame.image, frame.name)
-                pending.append(frame)
-                tracker.add(read=1)
-                if len(pending) == self.encode_batch:
-                    in_flight = yield from self._overlapped(self._advance(pending, schedules, images, tracker),
-                                                            in_flight)
-                    pending = []
-        except DamagedVideoError as err:  # every frame that did decode still gets its result first
-            damage = err
-        if pending:
-            in_flight = yield from self._overlapped(self._advance(pending, schedules, images, tracker), in_flight)
-        with self.measure("head"), self.precision():
-            done = [schedule.finish() for schedule in schedules]
-        in_flight = yield from self._overlapped(self._launch_results(done, images), in_flight)
-        if in_flight is not None:
-            yield from in_flight.collect()
-        if damage is not None:
-            raise damage
+        return _VideoStream(video, prepared, reader, schedules, tracker, self.autocast_dtype == torch.float16)
 
     def _calibrated(self, prepared: Iterator["PreparedFrame"]) -> Iterator["PreparedFrame"]:
         """`prepared` again, after calibrating on its first CALIBRATION_FRAMES frames."""
@@ -271,37 +272,50 @@ class VideoSegmenter:
             tensors = {scale: t.pin_memory() for scale, t in tensors.items()}
         return PreparedFrame(image, tensors, name=label)
 
-    def _to_device(self, frames: list["PreparedFrame"]) -> list[torch.Tensor]:
-        """Each view's batch (B,3,H',W') of `frames` on the device."""
-        batches = []
-        for view in self.views:
-            batch = torch.stack([f.views[view.scale].to(self.device, non_blocking=True) for f in frames])
-            batches.append(batch.flip(-1) if view.flip else batch)
-        return batches
+    def _to_device(self, frames: list["PreparedFrame"], view: View) -> torch.Tensor:
+        """`view`'s batch (B,3,H',W') of `frames` on the device."""
+        batch = torch.stack([f.views[view.scale].to(self.device, non_blocking=True) for f in frames])
+        return batch.flip(-1) if view.flip else batch
 
-    def _advance(self, frames: list["PreparedFrame"], schedules: list[WindowSchedule],
-                 images: dict[int, tuple[np.ndarray, str]], tracker: "_Tracker") -> "_LaunchedResults":
-        inputs = self._to_device(frames)
-        done: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.views]
-        for v, (batch, schedule) in enumerate(zip(inputs, schedules)):
-            with self.measure("encoder"), self.precision():
-                caches = self.model.cache_frames(self.encode(batch)).split()
-            if v == len(inputs) - 1:
-                tracker.add(encoded=len(frames))
-            with self.measure("head"), self.precision():
-                for cache in caches:
-                    done[v] += schedule.push(cache)
-        return self._launch_results(done, images)
+    def _advance(self, taken: list[tuple["_VideoStream", list["PreparedFrame"]]]) -> dict["_VideoStream",
+                                                                                            "_LaunchedResults"]:
+        """Encode the frames `taken` from each video (one encoder call per view and frame size), push them
+        through each video's windows, and launch the results they complete."""
+        done: dict[_VideoStream, list[list[tuple[int, torch.Tensor]]]] = {s: [[] for _ in self.views] for s, _ in taken}
+        by_size: dict[tuple[int, ...], list[tuple[_VideoStream, list[PreparedFrame]]]] = {}
+        for stream, frames in taken:  # the tensors' sizes, every scale's: one batch holds one size
+            size = tuple(t.shape for t in frames[0].views.values())
+            by_size.setdefault(size if self.batch_across_videos else (size, id(stream)), []).append((stream, frames))
+        for group in by_size.values():
+            for v, view in enumerate(self.views):
+                batch = torch.cat([self._to_device(frames, view) for _, frames in group])
+                with self.measure("encoder"), self.precision():
+                    caches = iter(self.model.cache_frames(self.encode(batch)).split())
+                with self.measure("head"), self.precision():
+                    for stream, frames in group:
+                        for cache in itertools.islice(caches, len(frames)):
+                            done[stream][v] += stream.schedules[v].push(cache)
+            for stream, frames in group:
+                stream.tracker.add(encoded=len(frames))
+        return {stream: self._launch_results(per_view, stream.images) for stream, per_view in done.items()}
 
-    def _overlapped(self, launched: "_LaunchedResults",
-                    in_flight: "_LaunchedResults | None") -> Generator[SegmentedFrame, None, "_LaunchedResults | None"]:
-        """Yield the results due now; return those left in flight (on a GPU, `launched` waits one batch)."""
+    def _finish(self, stream: "_VideoStream") -> Iterator[SegmentedFrame]:
+        """A video's last results: those its windows still owe, then those still being copied back."""
+        with self.measure("head"), self.precision():
+            done = [schedule.finish() for schedule in stream.schedules]
+        yield from self._overlapped(stream, self._launch_results(done, stream.images))
+        if stream.launched is not None:
+            yield from stream.launched.collect()
+            stream.launched = None
+
+    def _overlapped(self, stream: "_VideoStream", launched: "_LaunchedResults") -> Iterator[SegmentedFrame]:
+        """The video's results due now (on a GPU, `launched` waits one batch while the next one runs)."""
         if self.device.type != "cuda":
             yield from launched.collect()
-            return None
-        if in_flight is not None:
-            yield from in_flight.collect()
-        return launched
+            return
+        if stream.launched is not None:
+            yield from stream.launched.collect()
+        stream.launched = launched
 
     def _launch_results(self, done: list[list[tuple[int, torch.Tensor]]],
                         images: dict[int, tuple[np.ndarray, str]]) -> "_LaunchedResults":
@@ -335,6 +349,84 @@ class VideoSegmenter:
             probability = torch.stack([torch.softmax(l, dim=1)[0, 1] for l in full]).mean(0)
             mask = probability > 0.5
         return mask.to(torch.uint8), probability.float()
+
+
+@dataclass
+class VideoInput:
+    """One video for `segment_videos`: its frames (a path, or frames / image paths) and how to read them."""
+    frames: str | Iterable[np.ndarray | str]
+    name: str | None = None               # labels the video in error messages (default: the path)
+    max_side: int | None = None           # a file's or folder's frames shrunk to this long side
+    accept_partial: bool = False          # keep what a damaged video decodes
+    progress: Callable[[SegmentProgress], None] | None = None
+    key: object = None                    # the caller's own label (a sequence), given back with each result
+
+
+def video_label(video: VideoInput) -> str:
+    """What error messages call a video: its name, else its path."""
+    return video.name or (video.frames if isinstance(video.frames, str) else "the video")
+
+
+class _VideoStream:
+    """One video being segmented: its prepared frames, checked in turn, its windows and its frames waiting."""
+
+    def __init__(self, video: VideoInput, prepared: Iterator["PreparedFrame"],
+                 reader: Generator["PreparedFrame", None, None], schedules: list[WindowSchedule], tracker: "_Tracker",
+                 fp16: bool) -> None:
+        self.video, self.name, self.prepared, self.reader = video, video_label(video), prepared, reader
+        self.schedules, self.tracker, self.fp16 = schedules, tracker, fp16
+        self.images: dict[int, tuple[np.ndarray, str]] = {}  # frames waiting for their result: at most one window
+        self.names: set[str] = set()
+        self.shape: tuple[int, ...] | None = None
+        self.read, self.ended, self.warned = 0, False, False
+        self.damage: DamagedVideoError | None = None
+        self.launched: _LaunchedResults | None = None  # on a GPU: the batch being copied back
+
+    def take(self, count: int) -> list["PreparedFrame"]:
+        """Up to `count` next frames, each checked; `ended` once the video has no more (a damaged file: `damage`)."""
+        frames = []
+        while len(frames) < count and not self.ended:
+            try:
+                frame = next(self.prepared)
+            except StopIteration:
+                self.ended = True
+                break
+            except DamagedVideoError as err:  # every frame that did decode still gets its result first
+                self.ended, self.damage = True, err
+                break
+            index, self.read = self.read, self.read + 1
+            self.shape = self.shape or frame.image.shape
+            if frame.image.shape != self.shape:
+                raise DataError(f"frame {index} of {self.name} is {frame.image.shape[1]}x{frame.image.shape[0]}, "
+                                f"unlike the frames before it ({self.shape[1]}x{self.shape[0]}): all frames of a video "
+                                f"must have one size")
+            if frame.error is not None:
+                raise frame.error
+            if frame.name in self.names:
+                raise DataError(f"two frames of {self.name} are named {frame.name!r}: their results would "
+                                f"overwrite each other; give every frame its own name")
+            self.names.add(frame.name)
+            self.images[index] = (frame.image, frame.name)
+            self.tracker.add(read=1)
+            frames.append(frame)
+        return frames
+
+    def given(self, results: Iterator[SegmentedFrame]) -> Iterator[tuple[VideoInput, SegmentedFrame]]:
+        """`results` as (video, frame), counted as done; a frame with non-finite logits is logged once per video."""
+        for frame in results:
+            self.tracker.add(done=1)
+            if not frame.finite and not self.warned:
+                cause = ("TEST_PRECISION fp16 overflows beyond ±65504 (bf16 keeps float32's range)" if self.fp16
+                         else "the weights give non-finite outputs")
+                log.warning(f"{self.name}: frame {frame.index}'s logits are not finite (NaN or inf), so its mask means "
+                            f"nothing: {cause}; later such frames of this video are marked (finite False) but not "
+                            f"logged")
+                self.warned = True
+            yield self.video, frame
+
+    def close(self) -> None:
+        """Stop the video's reader threads."""
+        self.reader.close()
 
 
 class _Tracker:

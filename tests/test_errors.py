@@ -56,7 +56,7 @@ def test_eval_bug_keeps_its_traceback_and_user_error_is_one_line(monkeypatch, to
     assert str(done.value.code).startswith("error: ") and "missing.pth" in str(done.value.code)
     assert "\n" not in str(done.value.code)
 
-    _plant(monkeypatch, "inference.segmenter.VideoSegmenter.segment")
+    _plant(monkeypatch, "inference.segmenter.VideoSegmenter.segment_videos")
     with pytest.raises(RuntimeError, match="planted shape mismatch"):
         run_entry(monkeypatch, "eval.py", *base, "--out", str(tmp_path / "b"))
     assert "error:" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
     python -m tools.bench_demo --ckpt_path log/toy/ckpt/save_step_300.pth [--preset toy] [--video FILE]
                                [--seconds 10] [--repeats 3] [--screenshot docs/demo_running.png]
     python -m tools.bench_demo --random_resnet101 --seconds 10 --repeats 1   # the released architecture's speed
+    python -m tools.bench_demo --random_resnet101 --seconds 10 --repeats 1 --opts TEST_PRECISION int8
 
 Starts `demo.py` on a free port, drives it in headless Chromium (Debian's chromium, through
 Playwright) at the page's default working size, and prints the median of each time over the
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--preset", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--screenshot", default=None, help="save the running page here (PNG), and *_done.png")
+    parser.add_argument("--opts", nargs="*", default=[], help="settings for demo.py (e.g. TEST_PRECISION int8)")
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -99,7 +101,8 @@ def main() -> None:
         ckpt = random_resnet101(os.path.join(root, "r101.pth")) if args.random_resnet101 else args.ckpt_path
         if not ckpt:
             raise SystemExit("error: give --ckpt_path or --random_resnet101")
-        command = [sys.executable, "demo.py", "--ckpt_path", ckpt, "--port", str(port), "--opts", "DIR_ROOT", root]
+        command = [sys.executable, "demo.py", "--ckpt_path", ckpt, "--port", str(port), "--opts", "DIR_ROOT", root,
+                   *args.opts]
         server = subprocess.Popen(command[:2] + (["--preset", args.preset] if args.preset else []) + command[2:],
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -109,7 +112,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
-    print(f"video: {os.path.basename(video)}; page status: {status}")
+    print(f"video: {os.path.basename(video)}{' with ' + ' '.join(args.opts) if args.opts else ''}; page status: "
+          f"{status}")
     for what, seconds in times.items():
         print(f"press Segment -> {what}: median {statistics.median(seconds):.2f} s "
               f"({', '.join(f'{t:.2f}' for t in seconds)})")

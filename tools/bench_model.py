@@ -6,6 +6,7 @@
     python -m tools.bench_model --only sta           # STA alone, ours against the authors' unfold/fold
     python -m tools.bench_model --only pipeline --pipeline_frames 300   # the streaming pipeline alone
     python -m tools.bench_model --only pipeline --checkpoint CKPT --frames FOLDER  # agreement, trained weights
+    python -m tools.bench_model --only pipeline --pipeline_frames 600 --pipeline_videos 4  # videos in flight
     python -m tools.bench_model --only costs         # encoder, head, STA, multi-scale and memory
 
 - backends (CPU): one streamed frame at window 11 (encoder + head), run by VideoSegmenter's parts
@@ -237,8 +238,8 @@ def pipeline_table(args: argparse.Namespace) -> None:
     import cv2
     import numpy as np
 
-    from inference.results import ResultWriter, segment_and_write
-    from inference.segmenter import InferenceOptions, VideoSegmenter
+    from inference.results import ResultWriter, default_write_threads, segment_videos_and_write
+    from inference.segmenter import InferenceOptions, VideoInput, VideoSegmenter
     from networks.weights import load_lsta
     from utils.image_io import read_image, video_frame_sources
     from utils.precision import set_float32_precision
@@ -247,18 +248,19 @@ def pipeline_table(args: argparse.Namespace) -> None:
     model = load_lsta(args.checkpoint, Config())[0] if args.checkpoint else model_for(args.backbone, args.device)
     torch.backends.cudnn.benchmark = True  # as evaluations run (each new input size is tuned once, in the warm-up)
     with tempfile.TemporaryDirectory() as folder:
-        frames = args.frames
-        if frames is None:
-            frames = os.path.join(folder, "frames")
-            os.makedirs(frames)
-            base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
-            for t in range(args.pipeline_frames):  # a smooth scene panning right, JPEG like DAVIS
-                cv2.imwrite(os.path.join(frames, f"{t:05d}.jpg"), np.roll(base, 4 * t, axis=1))
-        files = list(video_frame_sources(frames))  # the frames segment() will read, in its order
-        count, first = len(files), read_image(files[0])
+        videos = [args.frames] if args.frames else []
+        base = cv2.resize(rng.randint(0, 255, (30, 54, 3)).astype(np.uint8), (854, 480))
+        for v in range(0 if args.frames else args.pipeline_videos):  # smooth scenes panning right, JPEG like DAVIS
+            videos.append(os.path.join(folder, "frames", str(v)))
+            os.makedirs(videos[-1])
+            for t in range(args.pipeline_frames // args.pipeline_videos):
+                cv2.imwrite(os.path.join(videos[-1], f"{t:05d}.jpg"), np.roll(base, 4 * t + 97 * v, axis=1))
+        files = list(video_frame_sources(videos[0]))  # the frames segment() will read, in its order
+        count, first = sum(len(list(video_frame_sources(v))) for v in videos), read_image(files[0])
         weights = args.checkpoint or f"{args.backbone}, random weights"
-        print(f"pipeline: {count} frames of {first.shape[0]}x{first.shape[1]} from {args.frames or 'a synthetic pan'}, "
-              f"{weights}, window {args.windows[0]}, {args.device}, torch {torch.__version__}", flush=True)
+        print(f"pipeline: {count} frames of {first.shape[0]}x{first.shape[1]} from {args.frames or 'a synthetic pan'} "
+              f"({len(videos)} video(s), all in flight), {weights}, window {args.windows[0]}, {args.device}, "
+              f"torch {torch.__version__}", flush=True)
         print("| precision | backend | channels_last | compiled | FPS with I/O | FPS model (synchronised) "
               "| FPS authors' way | masks = float32 |")
         print("|---|---|---|---|---|---|---|---|")
@@ -268,18 +270,24 @@ def pipeline_table(args: argparse.Namespace) -> None:
             precision = chosen["precision"]
             if args.device == "cuda":
                 set_float32_precision(precision == "tf32")
-            options = InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache, **chosen)
+            options = InferenceOptions(window=args.windows[0], onnx_cache=args.onnx_cache,
+                                       videos_in_flight=len(videos), **chosen)
             segmenter = VideoSegmenter(model, options, args.device)
             segmenter.warm_up(first)
             # Pass 1, as eval.py runs: reading, the model and the writing of mask PNGs overlapped.
             start = now(args.device)
-            masks = [frame.mask for frame in segment_and_write(segmenter, frames,
-                                                               ResultWriter(os.path.join(folder, "out", "masks")))]
+            def writer(video: VideoInput) -> ResultWriter:
+                return ResultWriter(os.path.join(folder, "out", "masks", str(videos.index(video.frames))),
+                                    threads=default_write_threads(torch.device(args.device)))
+
+            found = {(video.frames, frame.index): frame.mask for video, frame in
+                     segment_videos_and_write(segmenter, [VideoInput(v) for v in videos], writer) if frame is not None}
+            masks = [found[key] for key in sorted(found)]
             with_io = len(masks) / (now(args.device) - start)
             # Pass 2: each model call timed (synchronised, which stops the overlap) and as the authors timed it.
             timer = SectionTimer(args.device, keep_calls=True)
             segmenter.measure = timer.measure
-            for _ in segmenter.segment(frames):
+            for _ in segmenter.segment_videos([VideoInput(v) for v in videos]):
                 pass
             model_s = timer.seconds.get("encoder", 0.0) + timer.seconds.get("head", 0.0)
             # The authors' count, as we read their test script: unsynchronised, and the encoding of
@@ -289,12 +297,13 @@ def pipeline_table(args: argparse.Namespace) -> None:
             encodes = [loose for name, _, loose in timer.calls if name == "encoder"]
             uncounted = sum(t * min(per_call, max(skip - i * per_call, 0)) / per_call for i, t in enumerate(encodes))
             authors_s = sum(loose for name, _, loose in timer.calls if name in ("encoder", "head")) - uncounted
+            authors = f"{len(masks) / max(authors_s, 1e-9):.2f}" if len(videos) == 1 else "(one video only)"
             reference = reference or masks
             agreement = float(np.mean([np.mean(a == b) for a, b in zip(reference, masks)]))
             flags = " | ".join({True: "yes", False: "no"}.get(chosen.get(key, False), chosen.get(key))
                                for key in ("channels_last", "compile"))
             print(f"| {precision} | {chosen['backend']} | {flags} | {with_io:.2f} | {len(masks) / model_s:.2f} | "
-                  f"{len(masks) / max(authors_s, 1e-9):.2f} | {100 * agreement:.3f} % |", flush=True)
+                  f"{authors} | {100 * agreement:.3f} % |", flush=True)
 
 
 def memory_run(frames: int) -> dict:
@@ -337,6 +346,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["backends", "pipeline", "sta", "costs"], default=None,
                         help="one section of the report (costs: encoder, head, STA, multi-scale, memory)")
     parser.add_argument("--pipeline_frames", type=int, default=30, help="frames streamed by the pipeline section")
+    parser.add_argument("--pipeline_videos", type=int, default=1,
+                        help="pipeline: split the synthetic frames into this many videos, all in flight at once")
     parser.add_argument("--rows", type=int, nargs="*", default=None,
                         help="pipeline: only these rows of its table (0-based; the first given is the reference)")
     parser.add_argument("--frames", default=None, help="pipeline: a folder of frames instead of a synthetic pan")

@@ -7,7 +7,8 @@
 # DEVICE (cuda) and BACKBONE (resnet101), the last two only to rehearse the script on a CPU.
 #
 # 1. the streaming pipeline at 480p, ResNet-101 with random weights: FPS with I/O (as eval.py runs),
-#    of the model alone (synchronised) and as the authors timed it, for each TEST_PRECISION;
+#    of the model alone (synchronised) and as the authors timed it, for each TEST_PRECISION; then
+#    the same frames as 4 videos in flight (TEST_VIDEOS_IN_FLIGHT's GPU default);
 # 2. the toy model trained on the GPU with bf16 autocast (TRAIN_AMP), then the pipeline again with
 #    its trained weights on a toy video: each precision's mask agreement with float32;
 # 3. the toy model evaluated by one process and by two torchrun ranks: masks and CSVs byte-identical?
@@ -35,6 +36,8 @@ cat "$OUT_DIR/gpu.txt"
 
 # 1.
 step pipeline "$PY" -m tools.bench_model --device "$DEVICE" --backbone "$BACKBONE" --only pipeline --pipeline_frames "$FRAMES"
+step pipeline_4_videos "$PY" -m tools.bench_model --device "$DEVICE" --backbone "$BACKBONE" --only pipeline \
+    --pipeline_frames "$FRAMES" --pipeline_videos 4
 
 # 2.
 TOY=$OUT_DIR/toy_data
