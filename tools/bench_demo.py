@@ -1,7 +1,7 @@
 """Time the demo page as a user sees it: from pressing Segment to the first status line, the first overlay, done.
 
     python -m tools.bench_demo --ckpt_path log/toy/ckpt/save_step_300.pth [--preset toy] [--video FILE]
-                               [--seconds 10] [--repeats 3] [--screenshot docs/demo_running.png]
+                               [--seconds 10] [--repeats 3] [--screenshots docs/demo]
     python -m tools.bench_demo --random_resnet101 --seconds 10 --repeats 1   # the released architecture's speed
     python -m tools.bench_demo --random_resnet101 --seconds 10 --repeats 1 --opts TEST_PRECISION int8
 
@@ -9,8 +9,8 @@ Starts `demo.py` on a free port, drives it in headless Chromium (Debian's chromi
 Playwright) at the page's default working size, and prints the median of each time over the
 repeats with the frame count and rate the page reports. `--seconds N` makes an N-second 854x480
 clip at 25 frames/s (a synthetic pan) instead of `--video`; `--random_resnet101` serves ResNet-101
-with random weights (the released model's cost, not its masks). `--screenshot PATH` saves the
-page while it runs and `PATH` with `_done` once it is done.
+with random weights (the released model's cost, not its masks). `--screenshots PREFIX` saves the
+page while it runs (PREFIX_running.png) and once it is done (PREFIX_done.png).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def random_resnet101(path: str) -> str:
     return path
 
 
-def time_page(url: str, video: str, repeats: int, screenshot: str | None) -> tuple[dict[str, list[float]], str]:
+def time_page(url: str, video: str, repeats: int, screenshots: str | None) -> tuple[dict[str, list[float]], str]:
     """Seconds from pressing Segment to the first status, the first overlay and done, per repeat; the last status."""
     from playwright.sync_api import sync_playwright
     times: dict[str, list[float]] = {"first status line": [], "first overlay": [], "done": []}
@@ -71,14 +71,14 @@ def time_page(url: str, video: str, repeats: int, screenshot: str | None) -> tup
             for what, condition, arg in (("first status line", SHOWN, STATUS), ("first overlay", OVERLAY, None)):
                 page.wait_for_function(condition, arg=arg, timeout=3_600_000, polling=20)
                 times[what].append(time.perf_counter() - start)
-            if screenshot and repeat == repeats - 1:
-                page.screenshot(path=screenshot)
+            if screenshots and repeat == repeats - 1:
+                page.screenshot(path=f"{screenshots}_running.png")
             page.wait_for_function(DONE, arg=STATUS, timeout=3_600_000)
             times["done"].append(time.perf_counter() - start)
         status = page.input_value(STATUS)
-        if screenshot:
+        if screenshots:
             page.wait_for_timeout(1500)  # the player loads the overlay video
-            page.screenshot(path=screenshot.replace(".png", "_done.png"), full_page=True)
+            page.screenshot(path=f"{screenshots}_done.png", full_page=True)
         browser.close()
     return times, status
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="an 854x480 synthetic clip of this length instead")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--screenshot", default=None, help="save the running page here (PNG), and *_done.png")
+    parser.add_argument("--screenshots", default=None, help="save the page as PREFIX_running.png and PREFIX_done.png")
     parser.add_argument("--opts", nargs="*", default=[], help="settings for demo.py (e.g. TEST_PRECISION int8)")
     args = parser.parse_args()
     port = free_port()
@@ -108,7 +108,7 @@ def main() -> None:
         try:
             if not wait_for_http(url, lambda: server.poll() is None, 600):
                 raise SystemExit("error: demo.py did not start (run it by hand to see why)")
-            times, status = time_page(url, video, args.repeats, args.screenshot)
+            times, status = time_page(url, video, args.repeats, args.screenshots)
         finally:
             server.terminate()
             server.wait(timeout=60)

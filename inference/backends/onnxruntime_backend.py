@@ -112,8 +112,11 @@ class OnnxRuntimeBackend(Backend):
         """Quantize the graphs on these frames (cached by weights and calibration), then run them in int8."""
         if not self.int8:
             return
-        self._open(self.float_folder)  # the float graphs give the head's calibration inputs
-        calibration = Calibration(images, self._head_inputs(images))
+        quantize_head = HEAD_FILE in QUANTIZED_PARTS
+        if quantize_head:
+            self._open(self.float_folder)  # the float graphs give the head's calibration inputs
+        # Only a quantized head needs its inputs: computing them runs the float encoder on every frame.
+        calibration = Calibration(images, self._head_inputs(images) if quantize_head else [])
         key = int8_key(self.key, calibration, QUANTIZED_PARTS)
         entry = CacheEntry(f"{key[:24]}-int8", key, int8_files(QUANTIZED_PARTS),
                            "the int8 onnxruntime export of these weights and calibration frames",
