@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 import time
 import zipfile
@@ -24,7 +25,8 @@ import numpy as np
 
 from inference.demo_job import DemoJob, Update
 from inference.progress import format_duration
-from inference.segmenter import VideoSegmenter
+from inference.results import ResultWriter
+from inference.segmenter import SegmentedFrame, VideoSegmenter
 from utils.errors import DataError, UserError, user_message
 from utils.image_io import IMAGE_EXTENSIONS, frame_count, iter_video_frames, read_image
 from utils.names import natural_key
@@ -93,7 +95,8 @@ def working_size(info: UploadInfo, choice: str) -> tuple[int, int]:
 
 
 class SpeedEstimate:
-    """Seconds a frame takes at a working size: timed once at start-up, then learnt from every finished job.
+    """Seconds a frame takes at a working size: timed once at start-up (the model, decoding and writing), then learnt
+    from every finished job.
 
     The cost of a frame grows with its pixels (the encoder's convolutions), so one figure per pixel
     carries from one size to another.
@@ -104,7 +107,8 @@ class SpeedEstimate:
         segmenter.warm_up(image)  # lazy initialisation and the first call's costs
         start = time.perf_counter()
         segmenter.warm_up(image)
-        self.seconds_per_pixel = (time.perf_counter() - start) / segmenter.encode_batch / (180 * 320)
+        model = (time.perf_counter() - start) / segmenter.encode_batch
+        self.seconds_per_pixel = (model + _writing_seconds(image)) / (180 * 320)
         self.lock = threading.Lock()
 
     def seconds(self, frames: int, size: tuple[int, int]) -> float:
@@ -116,6 +120,23 @@ class SpeedEstimate:
         if frames and size[0] * size[1]:
             with self.lock:
                 self.seconds_per_pixel = seconds / frames / (size[0] * size[1])
+
+
+def _writing_seconds(image: np.ndarray, frames: int = 4) -> float:
+    """Seconds a job spends per frame besides the model: decoding it, and writing what a job writes of it (mask,
+    probability map, overlay image, a frame of the overlay video), timed on `image`."""
+    mask = (image[:, :, 0] > 127).astype(np.uint8)
+    result = SegmentedFrame(0, mask, mask.astype(np.float32), image)
+    encoded = cv2.imencode(".jpg", image)[1]
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        writer = ResultWriter(os.path.join(folder, "masks"), os.path.join(folder, "probabilities"),
+                              os.path.join(folder, "overlays"), os.path.join(folder, "overlay.mp4"))
+        for index in range(frames):
+            cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+            writer.write(f"{index:05d}", result)
+        writer.close()
+        return (time.perf_counter() - start) / frames
 
 
 def preview(path: str, folder: str) -> str:
