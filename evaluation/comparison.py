@@ -40,6 +40,7 @@ class Scored:
     headline: dict[str, str]
     sequences: dict[str, dict[str, str]]          # sequence → its per-sequence row
     frames: dict[str, dict[str, float]]           # sequence → frame → J
+    settings: dict                                # the settings its evaluation recorded (eval.json), or {}
 
 
 def _one(path: str, pattern: tuple[str, ...]) -> str | None:
@@ -66,7 +67,7 @@ def read_scored(folder: str) -> Scored:
     for row in read_csv(frames_csv)[1]:
         frames.setdefault(row["Sequence"], {})[row["Frame"]] = float(row["J"])
     label = os.path.basename(os.path.normpath(folder))
-    return Scored(folder, label, record.get("benchmark"), headline, sequences, frames)
+    return Scored(folder, label, record.get("benchmark"), headline, sequences, frames, record.get("settings", {}))
 
 
 def _labels(scored: list[Scored]) -> None:
@@ -85,13 +86,17 @@ def _benchmark(scored: list[Scored], dataset: str | None) -> Benchmark | None:
     return BENCHMARKS.get(name) if name != "folder" else FOLDER
 
 
-def _data(bench: Benchmark | None, cfg: Config, root: str | None) -> dict[str, EvalSequence]:
-    """The benchmark's sequences (frames and ground truth, for the thumbnails), or {} when its data is not here."""
+def _data(bench: Benchmark | None, cfg: Config, root: str | None, recorded: dict) -> dict[str, EvalSequence]:
+    """The benchmark's sequences (frames and ground truth, for the thumbnails), or {} when its data is not here.
+
+    Where the data is comes from `--root`, else from the settings the first folder's evaluation
+    recorded (a run with `--preset toy` compares without repeating it), else from `cfg`."""
     if bench is None:
         return {}
+    keys = (bench.root_key, "TEST_DATASET_SPLIT", "TEST_DATASET_FULL_RESOLUTION")
+    data_root, split, full_resolution = (recorded.get(k, getattr(cfg, k, "")) for k in keys)
     try:
-        sequences = bench.read(root or getattr(cfg, bench.root_key, ""),
-                               DatasetOptions(cfg.TEST_DATASET_SPLIT, cfg.TEST_DATASET_FULL_RESOLUTION))
+        sequences = bench.read(root or data_root, DatasetOptions(split, full_resolution))
     except (UserError, OSError) as err:
         log.warning(f"--compare: no thumbnails ({err})")
         return {}
@@ -180,7 +185,7 @@ def compare(cfg: Config, run: CompareRun) -> str:
     place.check_place()
     place.open(run.mode, {"benchmark": "comparison", "compared": list(run.folders)})
     try:
-        data = _data(bench, cfg, run.root)
+        data = _data(bench, cfg, run.root, scored[0].settings)
         page = os.path.join(out, "index.html")
         sequences, order = _sequence_table(scored, "J-Mean")
         parts = [f"<h1>Comparison: {html.escape(' vs '.join(s.label for s in scored))}</h1>",
