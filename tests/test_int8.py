@@ -84,10 +84,16 @@ def test_the_int8_export_is_cached_by_weights_and_calibration(toy_weights, toy_r
 
 
 def test_int8_through_eval_py_and_the_demo_records_its_precision(toy_weights, toy_root, tmp_path):
-    out = run_script("eval.py", "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"), "--opts",
-                     "DIR_DATA", toy_root, "MODEL_MAX_MEM", "4", "TEST_PRECISION", "int8", "DIR_ONNX_CACHE",
-                     str(tmp_path / "onnx"))
+    settings = ("--opts", "DIR_DATA", toy_root, "MODEL_MAX_MEM", "4", "TEST_PRECISION", "int8", "DIR_ONNX_CACHE",
+                str(tmp_path / "onnx"))
+    built = run_script("-m", "tools.export_onnx", "--ckpt_path", toy_weights, "--size", "120", "216", "--dataset",
+                       "davis2016", *settings)  # ahead of time, calibrated as eval.py will calibrate
+    assert built.returncode == 0, built.stderr[-2000:]
+    exports = sorted(os.listdir(tmp_path / "onnx"))
+    assert len(exports) == 2 and exports[1].endswith("-int8")  # the float export and the int8 one
+    out = run_script("eval.py", "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"), *settings)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "onnx")) == exports  # eval.py found the tool's exports: none built
     record = json.load(open(tmp_path / "res" / "eval.json"))
     assert record["backend"] == "onnxruntime" and "int8" in record["precision"]
     assert "int8" in open(tmp_path / "res" / "report" / "index.html").read()
