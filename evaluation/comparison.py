@@ -90,11 +90,14 @@ def _data(bench: Benchmark | None, cfg: Config, root: str | None, recorded: dict
     """The benchmark's sequences (frames and ground truth, for the thumbnails), or {} when its data is not here.
 
     Where the data is comes from `--root`, else from the settings the first folder's evaluation
-    recorded (a run with `--preset toy` compares without repeating it), else from `cfg`."""
+    recorded where that folder exists from here (a run with `--preset toy` compares without
+    repeating it), else from `cfg`."""
     if bench is None:
         return {}
     keys = (bench.root_key, "TEST_DATASET_SPLIT", "TEST_DATASET_FULL_RESOLUTION")
     data_root, split, full_resolution = (recorded.get(k, getattr(cfg, k, "")) for k in keys)
+    if not os.path.isdir(data_root):  # recorded relative to where that evaluation ran
+        data_root = getattr(cfg, bench.root_key, "")
     try:
         sequences = bench.read(root or data_root, DatasetOptions(split, full_resolution))
     except (UserError, OSError) as err:
