@@ -30,6 +30,7 @@ from evaluation.benchmarks import (
     score,
 )
 from evaluation.datasets import EvalSequence
+from evaluation.evaluators import EVALUATORS
 from evaluation.evaluators.saliency import PROBABILITIES
 from evaluation.metrics import write_csv
 from evaluation.options import BenchmarkRun, ScoreOnlyRun
@@ -44,6 +45,7 @@ from inference.segmenter import SegmentedFrame, VideoInput
 from utils.distributed import DistInfo
 from utils.errors import MissingFileError, SettingError, UserError
 from utils.image_io import frame_count, iter_video_frames, read_binary_mask, read_image
+from utils.spacing import evenly_spaced
 
 log = logging.getLogger("lsta.eval")
 SUMMARY = "summary"
@@ -104,9 +106,9 @@ def calibration_frames(sequences: list[EvalSequence]) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
     for seq in chosen:
         count = len(seq.images) if seq.images else (frame_count(seq.video) or each)
-        picks = set(np.linspace(0, count - 1, min(each, count)).round().astype(int).tolist())
+        picks = evenly_spaced(count, each)
         if seq.images:
-            frames += [read_image(seq.images[i]) for i in sorted(picks)]
+            frames += [read_image(seq.images[i]) for i in picks]
         else:
             frames += [f for i, f in enumerate(iter_video_frames(seq.video, accept_partial=True)) if i in picks]
     return frames[:CALIBRATION_FRAMES]
@@ -125,7 +127,7 @@ def segment_sequences(session: EvalSession, bench: Benchmark, sequences: list[Ev
     todo = [s for s in sequences if s.name not in folder.done]
     if len(todo) < len(sequences):
         log.info(f"{bench.name}: resuming, {len(sequences) - len(todo)} sequences already done and verified")
-    probabilities = run.save_probs or run.saliency or bench.evaluator == "saliency"
+    probabilities = run.save_probs or run.saliency or EVALUATORS[bench.evaluator].reads_probabilities
     copy_first_gt = session.cfg.TEST_COPY_FIRST_FRAME_GT
     writers: dict[str, ResultWriter] = {}  # the sequences in flight, for the results folder's record of files
 
@@ -222,7 +224,7 @@ def _run_one(session: EvalSession, item: BenchmarkData, folder: ResultsFolder, r
     log.info(f"{bench.name}: results{' and ' + ', '.join(result.files) if result.files else ''} in {folder.path}; "
              f"report: {pages[-1]}")
     earlier = previous_evaluation(folder.path)
-    if earlier and bench.evaluator in ("jf", "j", "j_class"):
+    if earlier and EVALUATORS[bench.evaluator].writes_frame_j:
         log.info(f"{bench.name}: compare with the evaluation before it: python eval.py --compare {earlier} "
                  f"{folder.path}")
     return result

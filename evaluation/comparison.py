@@ -22,10 +22,10 @@ from evaluation.datasets import EvalSequence
 from evaluation.evaluators.region import FRAMES_CSV
 from evaluation.options import CompareRun
 from evaluation.page import cell, read_csv, table, write_page
-from evaluation.plots import contoured, frame_scores, strip
+from evaluation.plots import frame_scores, strip
+from evaluation.report import contoured_frame
 from evaluation.results_folder import RECORD, ResultsFolder
 from utils.errors import DataError, MissingFileError, SettingError, UserError
-from utils.image_io import read_binary_mask, read_image
 
 log = logging.getLogger("lsta.eval")
 DIFFERING_FRAMES = 6
@@ -159,14 +159,11 @@ def _differing_frames(scored: list[Scored], bench: Benchmark | None, data: dict[
     pictures = []
     for _, name, frame in gaps:
         seq = data.get(name)
-        images = dict(zip(seq.frame_names, seq.images)) if seq else {}
         masks = [os.path.join(mask_folder(bench, s.folder, name), frame + ".png") for s in (a, b)]
-        if frame not in images or not all(os.path.isfile(m) for m in masks):
-            continue
-        truth = read_binary_mask(seq.annotations[frame]) if frame in seq.annotations else None
-        caption = f"{name} {frame}: J {100 * a.frames[name][frame]:.0f} vs {100 * b.frames[name][frame]:.0f}"
-        pictures.append((caption, contoured(read_image(images[frame]), read_binary_mask(masks[0]), truth,
-                                            read_binary_mask(masks[1]))))
+        picture = contoured_frame(seq, frame, masks) if seq else None
+        if picture is not None:
+            caption = f"{name} {frame}: J {100 * a.frames[name][frame]:.0f} vs {100 * b.frames[name][frame]:.0f}"
+            pictures.append((caption, picture))
     if not pictures:
         return []
     return [strip(os.path.join(folder, "differing_frames.png"), pictures)]

@@ -21,6 +21,7 @@ from evaluation.datasets import EvalSequence
 from evaluation.page import cell, link, read_csv, table, write_page
 from evaluation.plots import bars, contoured, f_curves, frame_scores, line, strip
 from utils.image_io import read_binary_mask, read_image
+from utils.spacing import evenly_spaced
 
 REPORT = "report"
 STRIP_FRAMES = 3  # worst and best frames shown per sequence
@@ -61,8 +62,18 @@ def _chosen_frames(frames: dict[str, list]) -> list[tuple[str, str]]:
 
 def _evenly_spaced(seq: EvalSequence) -> list[tuple[str, str]]:
     names = seq.frame_names
-    picks = sorted({round(i) for i in np.linspace(0, len(names) - 1, min(2 * STRIP_FRAMES, len(names)))})
-    return [(f"frame {names[i]}", names[i]) for i in picks]
+    return [(f"frame {names[i]}", names[i]) for i in evenly_spaced(len(names), 2 * STRIP_FRAMES)]
+
+
+def contoured_frame(seq: EvalSequence, frame: str, masks: list[str]) -> np.ndarray | None:
+    """Frame `frame` of `seq` with the contours of the result masks `masks` (one, or two compared) and of the
+    ground truth where annotated; None when the frame or a mask is missing."""
+    images = dict(zip(seq.frame_names, seq.images))
+    if frame not in images or not all(os.path.isfile(m) for m in masks):
+        return None
+    truth = read_binary_mask(seq.annotations[frame]) if frame in seq.annotations else None
+    second = read_binary_mask(masks[1]) if len(masks) > 1 else None
+    return contoured(read_image(images[frame]), read_binary_mask(masks[0]), truth, second)
 
 
 def _sequence_section(bench: Benchmark, seq: EvalSequence, frames: dict[str, list], results_dir: str,
@@ -84,12 +95,10 @@ def _sequence_section(bench: Benchmark, seq: EvalSequence, frames: dict[str, lis
     if written:
         parts.append(f'<img src="frames_{slug}.png" alt="per-frame figures of {html.escape(seq.name)}">')
     pictures = []
-    images = dict(zip(seq.frame_names, seq.images))
     for caption, frame in _chosen_frames(frames) or _evenly_spaced(seq):
-        mask_path = os.path.join(masks, frame + ".png")
-        if frame in images and os.path.isfile(mask_path):
-            truth = read_binary_mask(seq.annotations[frame]) if frame in seq.annotations else None
-            pictures.append((caption, contoured(read_image(images[frame]), read_binary_mask(mask_path), truth)))
+        picture = contoured_frame(seq, frame, [os.path.join(masks, frame + ".png")])
+        if picture is not None:
+            pictures.append((caption, picture))
     if pictures:
         written.append(strip(os.path.join(folder, f"strip_{slug}.png"), pictures))
         parts.append(f'<br><img src="strip_{slug}.png" alt="worst and best frames of {html.escape(seq.name)}">')
@@ -154,9 +163,9 @@ def write_video_report(folder: str, frames: list[str], areas: list[float], video
     page = os.path.join(out, "index.html")
     os.makedirs(out, exist_ok=True)
     area = line(os.path.join(out, "area.png"), [100 * a for a in areas], "object, % of the frame")
-    picks = sorted({round(i) for i in np.linspace(0, len(frames) - 1, min(2 * STRIP_FRAMES, len(frames)))})
     thumbs = strip(os.path.join(out, "strip.png"), [(f"frame {os.path.splitext(os.path.basename(frames[i]))[0]}",
-                                                     read_image(frames[i])) for i in picks])
+                                                     read_image(frames[i]))
+                                                    for i in evenly_spaced(len(frames), 2 * STRIP_FRAMES)])
     player = os.path.relpath(os.path.join(folder, video), out)
     parts = [f"<h1>{len(frames)} frames</h1>",
              f"<video id=overlay-video src='{html.escape(player)}' controls muted playsinline style='max-width:100%'>"

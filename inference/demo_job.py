@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from utils.errors import UserError, user_message
 from utils.files import write_json
 from utils.frame_archive import extract_frames
 from utils.image_io import DamagedVideoError, video_fps
+from utils.names import safe_file_name
 from utils.overlay import overlay
 
 UPDATE_EVERY_S = 0.5    # the page hears from the job at least this often
@@ -59,7 +59,7 @@ class Update:
 
 def job_name(upload: str) -> str:
     """The name a job's files carry: the upload's name without extension, made safe."""
-    return re.sub(r"[^\w.\-]", "_", os.path.splitext(os.path.basename(upload))[0]) or "video"
+    return safe_file_name(os.path.splitext(os.path.basename(upload))[0]) or "video"
 
 
 class DemoJob:
@@ -76,6 +76,7 @@ class DemoJob:
         self._events: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"demo-job-{self.name}", daemon=True)
         self.progress: SegmentProgress | None = None
+        self.frame_size = (0, 0)  # (width, height) of the frames as segmented, once the first is done
         self.state, self.error, self.started = "running", None, time.time()
         self._record()
 
@@ -139,6 +140,7 @@ class DemoJob:
                                   os.path.join(self.folder, "overlays"), self.video, video_fps(source))
             for frame in segment_and_write(self.segmenter, source, writer, max_side=self.max_side, name=self.label,
                                            progress=self._on_progress):
+                self.frame_size = frame.image.shape[1], frame.image.shape[0]
                 self._events.put(("frame", frame))
             self.state = "done"
         except StopRequested:

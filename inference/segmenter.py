@@ -45,6 +45,7 @@ from utils.image_io import (
     video_frame_sources,
 )
 from utils.ordered_map import ordered_map
+from utils.spacing import evenly_spaced
 
 log = logging.getLogger("lsta.inference")
 READ_AHEAD = 8  # frames decoded and preprocessed ahead of the model by reader threads
@@ -103,8 +104,7 @@ class VideoSegmenter:
         self.backend = build_backend(self.model, options, self.device)  # who computes the encoder and the head
         if self.backend.needs_calibration and options.calibration:  # TEST_INT8_CALIBRATION: a folder of frames
             files = folder_frames(options.calibration)
-            picks = np.linspace(0, len(files) - 1, min(CALIBRATION_FRAMES, len(files))).round().astype(int)
-            self.calibrate([read_image(files[i]) for i in sorted(set(picks))])
+            self.calibrate([read_image(files[i]) for i in evenly_spaced(len(files), CALIBRATION_FRAMES)])
 
     @property
     def encode(self) -> Callable[[torch.Tensor], torch.Tensor]:

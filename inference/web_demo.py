@@ -28,7 +28,8 @@ from inference.progress import format_duration
 from inference.results import ResultWriter
 from inference.segmenter import SegmentedFrame, VideoSegmenter
 from utils.errors import DataError, UserError, user_message
-from utils.image_io import IMAGE_EXTENSIONS, frame_count, iter_video_frames, read_image
+from utils.frame_archive import image_members
+from utils.image_io import frame_count, iter_video_frames, read_image
 from utils.names import natural_key
 from utils.video_writer import VideoEncoder
 
@@ -64,8 +65,7 @@ def describe_upload(path: str) -> UploadInfo:
     if path.lower().endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as archive:
-                names = sorted((n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)
-                                and not os.path.basename(n).startswith(".")), key=natural_key)
+                names = sorted((m.filename for m in image_members(archive)), key=natural_key)
                 if not names:
                     raise DataError(f"{os.path.basename(path)} holds no image frames")
                 first = cv2.imdecode(np.frombuffer(archive.read(names[0]), np.uint8), cv2.IMREAD_COLOR)
@@ -236,7 +236,7 @@ class DemoPage:
             job.join()
             self.jobs.pop(job.folder, None)
             if job.state == "done" and job.progress and job.progress.done:
-                self.speed.learn(job.progress.done, _frame_size(job), time.time() - job.started)
+                self.speed.learn(job.progress.done, job.frame_size, time.time() - job.started)
 
     def stop(self, folder: str | None) -> None:
         """Stop the job of this page, if it runs."""
@@ -253,16 +253,6 @@ class DemoPage:
         index = int(index)
         return cv2.cvtColor(read_image(os.path.join(overlays, names[index])), cv2.COLOR_BGR2RGB) \
             if 0 <= index < len(names) else None
-
-
-def _frame_size(job: DemoJob) -> tuple[int, int]:
-    """(width, height) of a job's frames as segmented, from its first overlay."""
-    overlays = os.path.join(job.folder, "overlays")
-    names = sorted(os.listdir(overlays), key=natural_key) if os.path.isdir(overlays) else []
-    if not names:
-        return 0, 0
-    height, width = read_image(os.path.join(overlays, names[0])).shape[:2]
-    return width, height
 
 
 def build_demo(segmenter: VideoSegmenter, settings: DemoSettings):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import lzma
 import os
-import re
 import shutil
 import zipfile
 import zlib
 
 from utils.errors import DataError
 from utils.image_io import IMAGE_EXTENSIONS
+from utils.names import safe_file_name
 
 READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
                     zipfile.ZIP_LZMA: "lzma"}
@@ -26,14 +26,19 @@ CHUNK = 1 << 20
 
 
 def _flat_name(member: str) -> str:
-    """A member's file name, its characters outside letters, digits, '.', '-' and '_' replaced by '_'."""
-    return re.sub(r"[^\w.\-]", "_", os.path.basename(member))
+    """A member's file name, made safe (utils/names.py)."""
+    return safe_file_name(os.path.basename(member))
+
+
+def image_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The archive's members that are frames: image files, not hidden, not folders."""
+    return [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(IMAGE_EXTENSIONS)
+            and not os.path.basename(m.filename).startswith(".")]
 
 
 def frame_members(archive: zipfile.ZipFile, label: str, max_frames: int, max_bytes: int) -> list[zipfile.ZipInfo]:
     """The archive's image members, checked: readable, within the limits, distinct once flattened."""
-    members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(IMAGE_EXTENSIONS)
-               and not os.path.basename(m.filename).startswith(".")]
+    members = image_members(archive)
     if not members:
         raise DataError(f"{label} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
     if len(members) > max_frames:

@@ -5,6 +5,12 @@ import re
 import unicodedata
 
 _DIGITS = re.compile(r"(\d+)")
+_UNSAFE = re.compile(r"[^\w.\-]")
+
+
+def safe_file_name(name: str) -> str:
+    """`name` with every character outside letters, digits, '.', '-' and '_' replaced by '_' (no path, no spaces)."""
+    return _UNSAFE.sub("_", name)
 
 
 def control_characters(name: str) -> list[str]:

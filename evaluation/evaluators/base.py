@@ -37,6 +37,8 @@ class EvaluatorResult:
 class Evaluator:
     """One metric kind, e.g. J & F with the DAVIS statistics; registered by name in evaluation/evaluators/."""
     label_hint = ""  # what its figures are, when a benchmark entry does not say
+    reads_probabilities = False  # scores the probability maps: evaluations write them for it
+    writes_frame_j = False       # writes per-frame J (FRAMES_CSV), which `eval.py --compare` reads
 
     def __init__(self, context: ScoringContext) -> None:
         self.context = context

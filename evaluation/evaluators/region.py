@@ -18,6 +18,7 @@ FRAMES_CSV = "per-frame_results.csv"  # Sequence, Frame, J (and F): what compari
 class RegionEvaluator(Evaluator):
     """Per-frame J (and F, with `boundary`) of every processed sequence, in order; subclasses aggregate."""
     boundary = False
+    writes_frame_j = True
 
     def reset(self) -> None:
         self.sequences: list[EvalSequence] = []

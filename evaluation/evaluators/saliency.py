@@ -40,6 +40,7 @@ def inner_annotated(seq: EvalSequence) -> list[str]:
 
 class SaliencyEvaluator(Evaluator):
     """S-measure, F-measure curve and adaptive F, MAE per sequence; means over sequences."""
+    reads_probabilities = True
 
     def reset(self) -> None:
         self.per_sequence: list[dict[str, object]] = []
