@@ -25,7 +25,7 @@ import time
 import cv2
 import numpy as np
 
-from tools.harness import ROOT, free_port, launch_chromium, wait_for_http
+from tools.harness import ROOT, free_port, launch_chromium, random_resnet101, wait_for_http
 
 STATUS = "#status textarea"
 DONE = "s => { const e = document.querySelector(s); return e && /^(done|error|damaged|stopped)/.test(e.value); }"
@@ -40,17 +40,6 @@ def synthetic_clip(path: str, seconds: float, fps: int = 25) -> str:
     for t in range(round(seconds * fps)):
         writer.write(np.roll(base, 4 * t, axis=1))
     writer.release()
-    return path
-
-
-def random_resnet101(path: str) -> str:
-    """A checkpoint of the released architecture with random weights."""
-    import torch
-
-    from networks.checkpoints import save_lsta
-    from networks.lsta import LSTA
-    torch.manual_seed(0)
-    save_lsta(path, LSTA())
     return path
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from tools.harness import ROOT, cpu_description
+from tools.harness import ROOT, cpu_description, random_resnet101
 
 
 def authors_loop(davis: str, sequences: list[str], weights: str, out: str) -> None:
@@ -74,10 +74,6 @@ def main() -> None:
     if args.authors_loop:
         authors_loop(args.davis, sequences, *args.authors_loop)
         return
-    import torch
-
-    from networks.checkpoints import save_lsta
-    from networks.lsta import LSTA
     with tempfile.TemporaryDirectory() as root:
         davis = os.path.join(root, "DAVIS")  # the sequences asked for, as a DAVIS-2016 split
         for kind in ("JPEGImages", "Annotations"):
@@ -86,9 +82,7 @@ def main() -> None:
         os.makedirs(os.path.join(davis, "ImageSets", "2016"))
         with open(os.path.join(davis, "ImageSets", "2016", "val.txt"), "w") as f:
             f.write("\n".join(sequences) + "\n")
-        torch.manual_seed(0)
-        weights = os.path.join(root, "r101.pth")
-        save_lsta(weights, LSTA())
+        weights = random_resnet101(os.path.join(root, "r101.pth"))
         ways = {f"eval.py {p}": [sys.executable, "eval.py", "--ckpt_path", weights, "--overwrite", "--out",
                                  os.path.join(root, p), "--opts", "DIR_DAVIS", davis, "TEST_PRECISION", p,
                                  "DIR_ONNX_CACHE", os.path.join(root, "onnx")] for p in args.precisions}

@@ -103,6 +103,17 @@ def toy_config(data: str, **overrides: Any) -> Config:
     return cfg.validate()
 
 
+def random_resnet101(path: str) -> str:
+    """A checkpoint of the released architecture (ResNet-101) with random weights, seeded: its cost, not its masks."""
+    import torch
+
+    from networks.checkpoints import save_lsta
+    from networks.lsta import LSTA
+    torch.manual_seed(0)
+    save_lsta(path, LSTA())
+    return path
+
+
 # ---- browser and ports ----
 
 CHROMIUM = "/usr/bin/chromium"  # apt-get install chromium (.ci/run does); Playwright's own download is not used
