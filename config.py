@@ -176,9 +176,7 @@ def _backend_names() -> tuple[str, ...]:
 
 
 def _extra_loss_names() -> tuple[str, ...]:
-    from training.losses import (
-        loss_names,  # the registry of losses; ohem and distillation are always there
-    )
+    from training.losses import loss_names  # the registry; ohem and distillation are always there
     return tuple(name for name in loss_names() if name not in ("ohem", "distillation"))
 
 
@@ -403,7 +401,7 @@ class Config:
                                                   # gradients enter the clipping norm
         self.TRAIN_DISTILLATION_LOSS_WEIGHT = 0.1   # with MODEL_DISTILLATION: frame loss = (1-w)*OHEM + w*KD
         self.TRAIN_DISTILLATION_TEACHER_AS_DESIGNED = False  # True: teacher gets [0,1] RGB, binary mask, eval mode
-        self.TRAIN_EXTRA_LOSSES = {}          # more losses of training.losses.LOSSES by name → weight, added to the step's
+        self.TRAIN_EXTRA_LOSSES = {}          # more losses of training.losses.LOSSES: name → weight, added in
         self.TRAIN_AMP = "off"                # off | bf16 | fp16 autocast (fp16 with a grad scaler); slow on CPU
         self.TRAIN_CHANNELS_LAST = False
         self.TRAIN_SEED = 0
@@ -434,8 +432,9 @@ class Config:
         # int8's calibration frames: "" = the first frames of what is segmented (a benchmark's first
         # sequence, the video), or a folder of frames; docs/evaluation.md, "int8".
         self.TEST_INT8_CALIBRATION = ""
-        # Who runs the encoder: torch | onnxruntime (CPU, float32; exported once per checkpoint into
-        # DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32, where it is the faster, torch elsewhere.
+        # Who runs the encoder and the head: torch | onnxruntime (CPU, float32 or int8; exported once per
+        # checkpoint into DIR_ONNX_CACHE) | auto: onnxruntime on a CPU in float32 and int8, where it is the
+        # faster, torch elsewhere.
         self.TEST_BACKEND = "auto"
         # True: torch.compile the encoder and the inference step (LTM, STA, refine head; torch backend).
         # Each new frame size compiles once (30-60 s on a 2-core CPU), so it pays off on long runs of
