@@ -41,6 +41,7 @@ class EvalSession:
     segmenter: VideoSegmenter
     timer: SectionTimer
     precision: str   # e.g. "float32, onnxruntime backend"; in every log line and record of results
+    checkpoint_sha256: str  # the weights file's digest, read once: every results folder records it
 
     @classmethod
     def start(cls, cfg: Config, checkpoint: ChosenCheckpoint, world: DistInfo,
@@ -70,11 +71,12 @@ class EvalSession:
         built: list[VideoSegmenter] = []
         on_main_then_share(world, lambda: built.append(build()))
         segmenter = built[0] if built else build()
-        return cls(cfg, checkpoint, model, segmenter, timer, f"{precision}, {segmenter.backend.name} backend")
+        return cls(cfg, checkpoint, model, segmenter, timer, f"{precision}, {segmenter.backend.name} backend",
+                   file_digest(checkpoint.path))
 
     def record(self, **extra: Any) -> dict[str, Any]:
         """What a results folder records of this run (eval.json), with `extra` (the benchmark, the video)."""
-        return {"checkpoint": self.checkpoint.path, "checkpoint_sha256": file_digest(self.checkpoint.path),
+        return {"checkpoint": self.checkpoint.path, "checkpoint_sha256": self.checkpoint_sha256,
                 "settings": self.cfg.to_dict(), "model": self.model.args.to_record(),
                 "backend": self.segmenter.backend.name, "precision": self.precision, **extra}
 

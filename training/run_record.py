@@ -7,7 +7,8 @@
 - `summary.json`: the run's state for tools and tests (step, losses, timings, how it ended).
 - `ckpt/save_step_<N>.pth`: the weights and the Trainer's training state (networks/checkpoints.py
   lays the file out), written atomically; the newest that loads is resumed, damaged ones are
-  skipped, only verified-loadable ones are pruned. Only the process holding the lock saves, prunes or removes stale temporaries.
+  skipped, only verified-loadable ones are pruned. Only the process holding the lock saves,
+  prunes or removes stale temporaries.
 """
 from __future__ import annotations
 
