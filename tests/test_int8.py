@@ -16,7 +16,7 @@ from inference.segmenter import VideoSegmenter
 from networks.checkpoints import checkpoints_newest_first
 from networks.weights import load_lsta
 from tests.helpers.builders import CPU, preset_config
-from tests.helpers.runs import run_script
+from tests.helpers.runs import one_error_line, run_script
 from training.launch import train
 from utils.errors import SettingError
 from utils.image_io import read_binary_mask
@@ -94,6 +94,9 @@ def test_int8_through_eval_py_and_the_demo_records_its_precision(toy_weights, to
     out = run_script("eval.py", "--ckpt_path", toy_weights, "--out", str(tmp_path / "res"), *settings)
     assert out.returncode == 0, out.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "onnx")) == exports  # eval.py found the tool's exports: none built
+    float32 = run_script("-m", "tools.export_onnx", "--ckpt_path", toy_weights, "--dataset", "davis2016", "--opts",
+                         "DIR_DATA", toy_root, "DIR_ONNX_CACHE", str(tmp_path / "onnx"))
+    assert "--dataset" in one_error_line(float32)  # calibration frames chosen for no calibration: refused
     record = json.load(open(tmp_path / "res" / "eval.json"))
     assert record["backend"] == "onnxruntime" and "int8" in record["precision"]
     assert "int8" in open(tmp_path / "res" / "report" / "index.html").read()

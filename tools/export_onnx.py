@@ -4,6 +4,8 @@
     python -m tools.export_onnx --ckpt_path best_LSTA.pth --dataset davis2016 --opts TEST_PRECISION int8
     python -m tools.export_onnx --ckpt_path best_LSTA.pth --opts TEST_PRECISION int8 TEST_INT8_CALIBRATION FRAMES
 
+`--dataset` (and `--root`) serve int8 calibration only, and are refused elsewhere.
+
 The export lands where evaluation looks for it (DIR_ONNX_CACHE, under a digest of the weights), so
 the first evaluation does not pay for it. With TEST_PRECISION int8 the quantized encoder is built
 too, calibrated as evaluation will calibrate it (and so found in the cache by it): on the frames
@@ -30,6 +32,11 @@ from utils.errors import SettingError, UserError, user_message
 
 def built_segmenter(model: torch.nn.Module, cfg: Config, dataset: str | None, root: str | None) -> VideoSegmenter:
     """The onnxruntime segmenter evaluation would build, its export (and int8's, calibrated) made or found."""
+    if root and not dataset:
+        raise SettingError("--root names --dataset's data: give --dataset too")
+    if dataset and (cfg.TEST_PRECISION != "int8" or cfg.TEST_INT8_CALIBRATION):
+        raise SettingError("--dataset chooses int8's calibration frames: it needs --opts TEST_PRECISION int8, "
+                           "without TEST_INT8_CALIBRATION (which names them already)")
     options = dataclasses.replace(InferenceOptions.from_config(cfg), backend="onnxruntime")
     segmenter = VideoSegmenter(model, options, torch.device("cpu"))
     if segmenter.backend.needs_calibration:  # int8 without TEST_INT8_CALIBRATION: the benchmark's frames
